@@ -1,0 +1,19 @@
+/*
+ * The subcommands of the `shardmart` binary. Each is a function taking the arguments after its
+ * name and returning the process exit code; the table in main.c (name, summary, help, handler)
+ * is data, so `shardmart help` and dispatch can never disagree.
+ */
+#ifndef SHARDMART_CLI_COMMANDS_H
+#define SHARDMART_CLI_COMMANDS_H
+
+struct cli_command {
+    const char *name;
+    const char *summary; /* one line for `shardmart help` */
+    const char *usage;   /* the full text for `shardmart help <name>` and `<name> --help` */
+    int (*run)(int argc, char **argv);
+};
+
+/* The table, terminated by an entry whose name is NULL. */
+extern const struct cli_command cli_commands[];
+
+#endif

@@ -1,0 +1,49 @@
+/*
+ * Every bound in shardmart, in one place, each with its reason (DESIGN.md section 9). A limit that
+ * is passed is a clear error reply, never an abort; each one has a test that passes it.
+ * Relations between limits are checked at compile time at the bottom of this file.
+ *
+ * Layers add their own bounds here, in their own section, rather than in private headers, so that
+ * an operator can read the whole envelope of the system in one file.
+ */
+#ifndef SHARDMART_LIMITS_H
+#define SHARDMART_LIMITS_H
+
+/* ---- keys and ids -------------------------------------------------------------------------- */
+
+/* A key, SKU, order id, account id, lock name or request id: 1..128 bytes. Long enough for a
+ * UUID with a prefix, short enough that an index entry stays in two cache lines. */
+#define SM_KEY_BYTES_MAX 128
+
+/* ---- placement (src/ring/) ----------------------------------------------------------------- */
+
+/* Partitions per cluster: fixed at creation; 2^16 lets a partition number fit in 16 bits of an
+ * order id and keeps the placement table (P x R node indexes) small. */
+#define SM_PARTITIONS_MAX 65536
+/* The default partition count: enough that 1.05x balance holds up to ~16 nodes at R=3. */
+#define SM_PARTITIONS_DEFAULT 256
+/* Replicas per partition: 1..7; beyond that every write waits on too many fsyncs to be useful. */
+#define SM_REPLICAS_MAX     7
+#define SM_REPLICAS_DEFAULT 3
+
+/* ---- orders -------------------------------------------------------------------------------- */
+
+/* Items per order: 1..64. A cart larger than that is several orders; the bound keeps a prepared
+ * order's hold list on the stack and its record small. */
+#define SM_ORDER_ITEMS_MAX 64
+
+/* ---- protocol and connections (src/proto/, src/server/) ------------------------------------ */
+
+/* One request, all arguments together: 1 MiB. Redis allows 512 MiB per bulk; a trading command
+ * never needs more than a few KiB, and a small bound keeps a bad client from eating memory. */
+#define SM_REQUEST_BYTES_MAX (1024 * 1024)
+/* Arguments in one command: an order of 64 items with their quantities and options fits. */
+#define SM_REQUEST_ARGS_MAX 256
+
+_Static_assert(SM_KEY_BYTES_MAX < SM_REQUEST_BYTES_MAX, "a key must fit in a request");
+_Static_assert(2 * SM_ORDER_ITEMS_MAX + 32 <= SM_REQUEST_ARGS_MAX,
+               "a full order must fit in one command");
+_Static_assert(SM_REPLICAS_DEFAULT <= SM_REPLICAS_MAX, "default replicas within bound");
+_Static_assert(SM_PARTITIONS_DEFAULT <= SM_PARTITIONS_MAX, "default partitions within bound");
+
+#endif
