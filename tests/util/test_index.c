@@ -1,0 +1,79 @@
+/* The hash index against a brute-force model, with colliding hashes and long delete runs. */
+#include <criterion/criterion.h>
+#include <stdlib.h>
+
+#include "util/error.h"
+#include "util/index.h"
+
+#define ROWS 2000
+
+static uint64_t row_keys[ROWS];
+static bool row_live[ROWS];
+
+static bool eq_key(const void *ctx, uint32_t slot)
+{
+    return row_live[slot] && row_keys[slot] == *(const uint64_t *)ctx;
+}
+
+/* A deliberately poor hash (many collisions) so probe runs and shifts are exercised. */
+static uint64_t weak_hash(uint64_t key)
+{
+    return (key % 97) * 0x100000001ULL;
+}
+
+Test(index, matches_model_under_random_inserts_and_removes)
+{
+    struct sm_index ix;
+    cr_assert_eq(sm_index_init(&ix, ROWS), 0);
+    srand(7);
+    for (int step = 0; step < 200000; step++) {
+        uint32_t slot = (uint32_t)(rand() % ROWS);
+        uint64_t key = (uint64_t)slot * 31 + 5;
+        if (row_live[slot]) {
+            cr_assert_eq(sm_index_find(&ix, weak_hash(key), eq_key, &key), slot);
+            sm_index_remove(&ix, weak_hash(key), slot);
+            row_live[slot] = false;
+            cr_assert_eq(sm_index_find(&ix, weak_hash(key), eq_key, &key), SM_INDEX_NONE);
+        } else {
+            cr_assert_eq(sm_index_find(&ix, weak_hash(key), eq_key, &key), SM_INDEX_NONE);
+            row_keys[slot] = key;
+            row_live[slot] = true;
+            cr_assert_eq(sm_index_insert(&ix, weak_hash(key), slot), 0);
+        }
+    }
+    uint32_t live = 0;
+    for (uint32_t s = 0; s < ROWS; s++) {
+        if (!row_live[s])
+            continue;
+        live++;
+        uint64_t key = row_keys[s];
+        cr_assert_eq(sm_index_find(&ix, weak_hash(key), eq_key, &key), s);
+    }
+    cr_assert_eq(ix.count, live);
+    sm_index_free(&ix);
+}
+
+Test(index, full_index_says_busy)
+{
+    struct sm_index ix;
+    cr_assert_eq(sm_index_init(&ix, 3), 0);
+    for (uint32_t s = 0; s < 3; s++)
+        cr_assert_eq(sm_index_insert(&ix, s + 1, s), 0);
+    cr_assert_eq(sm_index_insert(&ix, 99, 3), SM_E_BUSY);
+    cr_assert_eq(ix.count, 3);
+    sm_index_free(&ix);
+}
+
+Test(index, zero_hash_is_usable)
+{
+    struct sm_index ix;
+    cr_assert_eq(sm_index_init(&ix, 4), 0);
+    uint64_t key = 0;
+    row_keys[0] = 0;
+    row_live[0] = true;
+    cr_assert_eq(sm_index_insert(&ix, 0, 0), 0);
+    cr_assert_eq(sm_index_find(&ix, 0, eq_key, &key), 0);
+    sm_index_remove(&ix, 0, 0);
+    cr_assert_eq(sm_index_find(&ix, 0, eq_key, &key), SM_INDEX_NONE);
+    sm_index_free(&ix);
+}
