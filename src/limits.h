@@ -32,6 +32,21 @@
  * order's hold list on the stack and its record small. */
 #define SM_ORDER_ITEMS_MAX 64
 
+/* ---- locks (src/engine/locks.h) ------------------------------------------------------------ */
+
+/* Session TTL, grant lease and wait timeout: 1 ms .. 1 day. A lease longer than a day is a lock
+ * nobody will release; the bound also keeps now + duration far from int64 overflow. */
+#define SM_LOCK_TTL_MS_MAX (24LL * 60 * 60 * 1000)
+/* Reentrant acquisitions of one exclusive lock by its holder. Code that nests deeper than this is
+ * looping; Java's ReentrantLock stops at 2^31, we stop far earlier to catch the bug. */
+#define SM_LOCK_REENTRY_MAX 65535
+/* Permits of one semaphore. A permit id is (log index << 16 | n) with n < 2^16 the permit's rank
+ * among those granted to that semaphore in one record, so N must fit in 16 bits. */
+#define SM_LOCK_PERMITS_MAX 65535
+/* Log indexes the lock service accepts: 2^48 - 1, so that index << 16 fits a permit id. At a
+ * million records per second per partition that is about nine years of one partition's log. */
+#define SM_LOCK_INDEX_MAX ((1ULL << 48) - 1)
+
 /* ---- protocol and connections (src/proto/, src/server/) ------------------------------------ */
 
 /* One request, all arguments together: 1 MiB. Redis allows 512 MiB per bulk; a trading command
