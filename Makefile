@@ -7,13 +7,14 @@
 #   make asan     every test under ASan + UBSan in build-asan/
 #   make fuzz     libFuzzer targets, FUZZ_SECONDS each (default 30), in build-fuzz/
 #   make bench    the benchmarks in bench/, printed as medians and ratios
+#   make bench-peers  the same workloads against Redis+Lua and PostgreSQL, started on loopback
 #   make lint     clang-format check, cppcheck, clang-tidy
 JOBS ?= $(shell nproc)
 FUZZ_SECONDS ?= 30
 BUILD := build
 CTEST := ctest --output-on-failure -j $(JOBS)
 
-.PHONY: all deps build run test unit asan fuzz bench lint format clean
+.PHONY: all deps build run test unit asan fuzz bench bench-peers lint format clean
 
 all: build
 
@@ -49,6 +50,9 @@ fuzz: deps
 
 bench: build
 	@scripts/run-bench $(BUILD)
+
+bench-peers: build
+	@bench/peers/run
 
 lint: deps $(BUILD)/Makefile
 	@scripts/lint $(BUILD)
