@@ -152,14 +152,16 @@ void locks_free(struct locks *l);
  *            call that changed state plus one (asserted): at most one state change per record,
  *            and a failed call leaves the index free for the next record.
  *   now_ms - the time stamped on the record by the leader. It never goes backward (the caller
- *            carries it across failovers).
+ *            carries it across failovers). now + a duration saturates just below INT64_MAX,
+ *            which means "never", so no stamped time can overflow.
  * and returns 0 or a negative SM_E_* code; a failed call changes nothing. Session ids and lock
  * names are 1..SM_KEY_BYTES_MAX bytes (else SM_E_BADARG). A session whose lease has passed is
  * gone for every call (SM_E_NOTFOUND) even before the tick that frees it.
  */
 
 /* Opens a session with ttl_ms (1..SM_LOCK_TTL_MS_MAX); *expires_ms = now + ttl.
- * SM_E_EXISTS (open already), SM_E_BUSY (sessions_max), SM_E_BADARG. */
+ * SM_E_EXISTS (open already), SM_E_TRYAGAIN (its lease passed but no tick has ended it yet),
+ * SM_E_BUSY (sessions_max), SM_E_BADARG. */
 MUST_USE int locks_session_open(struct locks *l, uint64_t index, int64_t now_ms,
                                 const void *session, size_t session_len, int64_t ttl_ms,
                                 int64_t *expires_ms);
@@ -182,7 +184,6 @@ MUST_USE int locks_session_close(struct locks *l, uint64_t index, int64_t now_ms
  *   SM_E_LIMIT     a reentrant acquire past reentry_max
  *   SM_E_BUSY      locks_max, holds_max or waiters_max reached
  *   SM_E_BADARG    a bad type, time, permit count, or waiter_id 0 with wait_ms > 0
- *   SM_E_OVERFLOW  now + a duration does not fit
  * Queueing is FIFO per lock: an acquire is granted at once only when nobody waits (so a queued
  * writer blocks later readers, and nobody overtakes). */
 MUST_USE int locks_acquire(struct locks *l, uint64_t index, int64_t now_ms, const void *session,
@@ -190,7 +191,9 @@ MUST_USE int locks_acquire(struct locks *l, uint64_t index, int64_t now_ms, cons
                            const struct locks_acquire *args, struct locks_grant *grant);
 
 /* Releases one grant (one reentry level of a reentrant exclusive lock); *remaining is the
- * reentry depth left (0 when the lock was let go). The next waiters get it (events).
+ * reentry depth left (0 when the lock was let go). The next waiters get it (events). A grant
+ * whose lease has passed is not held any more for release, renew or a reentrant acquire, though
+ * it blocks others until the tick that frees it.
  * SM_E_NOTHELD (no such lock, or not held by this session/owner/permit), SM_E_NOTFOUND
  * (session), SM_E_BADARG. */
 MUST_USE int locks_release(struct locks *l, uint64_t index, int64_t now_ms,
@@ -198,7 +201,7 @@ MUST_USE int locks_release(struct locks *l, uint64_t index, int64_t now_ms,
                            struct locks_events *events);
 
 /* Sets a held grant's lease to now + lease_ms (0: as long as the session). The token is kept.
- * SM_E_NOTHELD, SM_E_NOTFOUND (session), SM_E_BADARG, SM_E_OVERFLOW. */
+ * SM_E_NOTHELD, SM_E_NOTFOUND (session), SM_E_BADARG. */
 MUST_USE int locks_renew(struct locks *l, uint64_t index, int64_t now_ms,
                          const struct locks_ref *ref, int64_t lease_ms, int64_t *expires_ms);
 
