@@ -55,9 +55,27 @@
 /* Arguments in one command: an order of 64 items with their quantities and options fits. */
 #define SM_REQUEST_ARGS_MAX 256
 
+/* RESP replies read by our own tools (src/proto/resp.h): nesting depth and one bulk string.
+ * Depth 32 is far more than any reply we send (two levels) and bounds the parser's stack;
+ * 512 MiB is Redis's own proto-max-bulk-len default, so a reply a real server sends is accepted. */
+#define SM_RESP_REPLY_DEPTH_MAX      32
+#define SM_RESP_REPLY_BULK_BYTES_MAX (512L * 1024 * 1024)
+
+/* HTTP/1.1 (src/proto/http.h) serves probes, metrics and a small JSON API, never uploads.
+ * Request line + headers: 8 KiB (nginx's large_client_header_buffers default) -> 431.
+ * Request target: 2 KiB, enough for any API path with its query -> 414.
+ * Header lines: 32; curl sends 3, browsers about 15 -> 431.
+ * Body: 64 KiB, a JSON order of 64 items is about 4 KiB -> 413. */
+#define SM_HTTP_HEAD_BYTES_MAX   8192
+#define SM_HTTP_TARGET_BYTES_MAX 2048
+#define SM_HTTP_HEADERS_MAX      32
+#define SM_HTTP_BODY_BYTES_MAX   (64 * 1024)
+
 _Static_assert(SM_KEY_BYTES_MAX < SM_REQUEST_BYTES_MAX, "a key must fit in a request");
 _Static_assert(2 * SM_ORDER_ITEMS_MAX + 32 <= SM_REQUEST_ARGS_MAX,
                "a full order must fit in one command");
+_Static_assert(SM_HTTP_TARGET_BYTES_MAX < SM_HTTP_HEAD_BYTES_MAX, "a target must fit in a head");
+_Static_assert(SM_REQUEST_BYTES_MAX <= SM_RESP_REPLY_BULK_BYTES_MAX, "replies hold any request");
 _Static_assert(SM_REPLICAS_DEFAULT <= SM_REPLICAS_MAX, "default replicas within bound");
 _Static_assert(SM_PARTITIONS_DEFAULT <= SM_PARTITIONS_MAX, "default partitions within bound");
 
