@@ -26,6 +26,16 @@
 #define SM_REPLICAS_MAX     7
 #define SM_REPLICAS_DEFAULT 3
 
+/* ---- ketama mode (src/ring/ketama.c, include/shardmart/ketama.h) --------------------------- */
+
+/* Servers in one ketama continuum. libmemcached aborts past 100; 1024 leaves room for larger
+ * twemproxy pools while a continuum (at most 164 points of 8 bytes per server) stays under
+ * 1.4 MB and every count fits comfortably in 32 bits. */
+#define SM_KETAMA_SERVERS_MAX 1024
+/* A memcached host name: libmemcached stores it in char[NI_MAXHOST] (1025 bytes with the NUL), so
+ * 1024 bytes is the longest name it accepts, and we accept the same. */
+#define SM_KETAMA_HOST_BYTES_MAX 1024
+
 /* ---- orders -------------------------------------------------------------------------------- */
 
 /* Items per order: 1..64. A cart larger than that is several orders; the bound keeps a prepared
@@ -47,6 +57,21 @@
  * million records per second per partition that is about nine years of one partition's log. */
 #define SM_LOCK_INDEX_MAX ((1ULL << 48) - 1)
 
+/* ---- engine (src/engine/) ------------------------------------------------------------------ */
+
+/* Quantity of one order item: 1..10^9. Stock counts are int64; bounding an item keeps a 64-item
+ * order's quantity and price * quantity sums far from overflow, and an item in 32 bits. */
+#define SM_ORDER_ITEM_QUANTITY_MAX 1000000000
+/* Payment deadline and hold lifetime: at most 30 days of log time; longer is a client bug. */
+#define SM_ENGINE_TTL_MS_MAX (30LL * 24 * 3600 * 1000)
+/* Rows in any engine table: slot numbers are 32-bit with the top bit tagging holds in timers. */
+#define SM_ENGINE_ROWS_MAX 0x7fffffffu
+/* One record: type, request id, three keys, three numbers and 64 items of a 128-byte SKU each. */
+#define SM_ENGINE_RECORD_BYTES_MAX 16384
+/* An error message: a SKU name (128 bytes) or a state name, with room to spare. */
+#define SM_ENGINE_MESSAGE_BYTES_MAX 160
+/* Fields in one read reply (an order, a SKU, the stats). */
+#define SM_ENGINE_REPLY_FIELDS_MAX 16
 /* ---- protocol and connections (src/proto/, src/server/) ------------------------------------ */
 
 /* One request, all arguments together: 1 MiB. Redis allows 512 MiB per bulk; a trading command
@@ -71,6 +96,55 @@
 #define SM_HTTP_HEADERS_MAX      32
 #define SM_HTTP_BODY_BYTES_MAX   (64 * 1024)
 
+/* ---- the node and its server (src/node/, src/server/) ------------------------------------ */
+
+/* Clients connected at once (--maxclients): 10,000 by default, like Redis; at most 1,000,000,
+ * since each costs a read buffer that grows to SM_REQUEST_BYTES_MAX while a request arrives. */
+#define SM_CLIENTS_DEFAULT 10000
+#define SM_CLIENTS_MAX     1000000
+/* Requests one connection may have parsed but not yet answered (--pipeline-max). Past it the
+ * server stops reading that connection until replies drain: one client cannot fill a batch. */
+#define SM_PIPELINE_DEFAULT 1024
+#define SM_PIPELINE_MAX     65536
+/* Reply bytes waiting for a client that does not read (--output-max): reading it stops at this
+ * mark (backpressure) and resumes when it drains. 8 MiB covers any pipeline of our replies. */
+#define SM_OUTPUT_BYTES_DEFAULT (8 * 1024 * 1024)
+#define SM_OUTPUT_BYTES_MIN     (64 * 1024)
+#define SM_OUTPUT_BYTES_MAX     (1024 * 1024 * 1024)
+/* A connection silent this long is closed (--idle-timeout-ms, 0 = never). */
+#define SM_IDLE_TIMEOUT_MS_DEFAULT 0
+/* A client name (CLIENT SETNAME) and a password (--requirepass, AUTH). */
+#define SM_CLIENT_NAME_BYTES_MAX 64
+#define SM_PASSWORD_BYTES_MAX    512
+
+/* ---- write-ahead log and snapshots (src/wal/) ---------------------------------------------- */
+
+/* One record's payload: a whole request plus the engine's stamping fits, with room to spare.
+ * A per-log bound below this can be configured (tests use small ones). */
+#define SM_WAL_RECORD_PAYLOAD_BYTES_MAX (2 * 1024 * 1024)
+/* A segment file: at least 4 KiB (tests roll over every few records), at most 1 GiB so that
+ * offsets stay small and one damaged segment never costs more than that to scan or to copy
+ * aside in repair mode. The default, 64 MiB, rolls over about once a second at full speed. */
+#define SM_WAL_SEGMENT_BYTES_MIN     (4 * 1024)
+#define SM_WAL_SEGMENT_BYTES_MAX     (1024 * 1024 * 1024)
+#define SM_WAL_SEGMENT_BYTES_DEFAULT (64 * 1024 * 1024)
+/* Segments alive at once: the segment table is allocated at open. 16384 x 64 MiB = 1 TiB of
+ * log between snapshots is far more than a partition ever keeps. */
+#define SM_WAL_SEGMENTS_MAX 16384
+/* The group-commit buffer: the bytes of one batch, allocated twice at open (one being written
+ * while the next fills). A batch must fit in half a segment, so a batch never spans more than
+ * one segment boundary. 4 MiB is about 40,000 small records: more than one fsync ever waits on. */
+#define SM_WAL_BATCH_BYTES_MIN     (1024)
+#define SM_WAL_BATCH_BYTES_MAX     (256 * 1024 * 1024)
+#define SM_WAL_BATCH_BYTES_DEFAULT (4 * 1024 * 1024)
+/* A snapshot's payload: 16 GiB, well above 10 million orders, far below what a node can load. */
+#define SM_WAL_SNAPSHOT_BYTES_MAX (16ull * 1024 * 1024 * 1024)
+/* Snapshots kept: the newest N (so a corrupt newest one falls back to the one before). */
+#define SM_WAL_SNAPSHOTS_KEEP_MAX     16
+#define SM_WAL_SNAPSHOTS_KEEP_DEFAULT 2
+/* A data directory path: file names are appended to it in fixed buffers. */
+#define SM_WAL_DIR_BYTES_MAX 3072
+
 _Static_assert(SM_KEY_BYTES_MAX < SM_REQUEST_BYTES_MAX, "a key must fit in a request");
 _Static_assert(2 * SM_ORDER_ITEMS_MAX + 32 <= SM_REQUEST_ARGS_MAX,
                "a full order must fit in one command");
@@ -78,5 +152,23 @@ _Static_assert(SM_HTTP_TARGET_BYTES_MAX < SM_HTTP_HEAD_BYTES_MAX, "a target must
 _Static_assert(SM_REQUEST_BYTES_MAX <= SM_RESP_REPLY_BULK_BYTES_MAX, "replies hold any request");
 _Static_assert(SM_REPLICAS_DEFAULT <= SM_REPLICAS_MAX, "default replicas within bound");
 _Static_assert(SM_PARTITIONS_DEFAULT <= SM_PARTITIONS_MAX, "default partitions within bound");
+
+_Static_assert(SM_WAL_RECORD_PAYLOAD_BYTES_MAX >= SM_REQUEST_BYTES_MAX,
+               "a whole request must fit in one log record");
+_Static_assert(SM_WAL_SEGMENT_BYTES_MIN <= SM_WAL_SEGMENT_BYTES_DEFAULT &&
+                   SM_WAL_SEGMENT_BYTES_DEFAULT <= SM_WAL_SEGMENT_BYTES_MAX,
+               "default segment size within bounds");
+_Static_assert(SM_WAL_BATCH_BYTES_DEFAULT * 2 <= SM_WAL_SEGMENT_BYTES_DEFAULT,
+               "the default batch fits in half a default segment");
+_Static_assert(SM_WAL_BATCH_BYTES_DEFAULT > SM_WAL_RECORD_PAYLOAD_BYTES_MAX,
+               "a full record fits in the default batch");
+_Static_assert(SM_WAL_SNAPSHOTS_KEEP_DEFAULT <= SM_WAL_SNAPSHOTS_KEEP_MAX,
+               "default snapshots kept within bound");
+
+_Static_assert((SM_ENGINE_RECORD_BYTES_MAX) >=
+                   1 + 3 * (1 + SM_KEY_BYTES_MAX) + 1 + SM_KEY_BYTES_MAX + 24 + 1 +
+                       SM_ORDER_ITEMS_MAX * (1 + SM_KEY_BYTES_MAX + 4),
+               "the largest engine record fits");
+_Static_assert(SM_ENGINE_MESSAGE_BYTES_MAX > SM_KEY_BYTES_MAX, "a SKU name fits in a message");
 
 #endif

@@ -13,6 +13,10 @@ struct cli_command {
     int (*run)(int argc, char **argv);
 };
 
+/* `shardmart start` (cmd_start.c). */
+extern const char cli_start_usage[];
+int cli_start(int argc, char **argv);
+
 /* The table, terminated by an entry whose name is NULL. */
 extern const struct cli_command cli_commands[];
 

@@ -19,6 +19,7 @@ static const char version_usage[] = "usage: shardmart version\n";
 const struct cli_command cli_commands[] = {
     {"help", "list the commands, or explain one", help_usage, cmd_help},
     {"version", "print the version", version_usage, cmd_version},
+    {"start", "start one node (RESP and HTTP)", cli_start_usage, cli_start},
     {NULL, NULL, NULL, NULL},
 };
 

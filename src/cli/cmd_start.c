@@ -1,0 +1,140 @@
+/*
+ * `shardmart start`: one node with its flags. Every limit of the server is a flag here with a
+ * default from src/limits.h, and every flag is checked against its bounds before anything
+ * starts, so a typo is a one-line error and exit code 2, never a node running with a surprise.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/commands.h"
+#include "limits.h"
+#include "server/server.h"
+
+const char cli_start_usage[] =
+    "usage: shardmart start [flags]\n"
+    "Starts one node: RESP (any Redis client) and HTTP (/healthz, /readyz, /metrics).\n"
+    "\n"
+    "  --bind HOST            address to listen on (default 127.0.0.1)\n"
+    "  --port N               RESP port (default 7379; 0 = any free port)\n"
+    "  --http-port N          HTTP port (default 7380; 0 = any free port; -1 = none)\n"
+    "  --data DIR             data directory (default ./data)\n"
+    "  --requirepass PASS     clients must AUTH with PASS first (at most 512 bytes)\n"
+    "  --maxclients N         connections at once (default 10000, 1..1000000)\n"
+    "  --pipeline-max N       requests one connection may have in one batch (default 1024,\n"
+    "                         1..65536)\n"
+    "  --output-max BYTES     reply bytes waiting for a client before it is no longer read\n"
+    "                         (default 8388608, 65536..1073741824)\n"
+    "  --idle-timeout-ms N    close connections silent this long (default 0 = never)\n"
+    "  --partitions N         partitions of the key space (default 256, 1..65536)\n"
+    "  --ready-file PATH      write \"<resp port> <http port>\" there once listening\n";
+
+/* Parses a decimal integer within [lo, hi]; false for anything else. */
+static bool parse_range(const char *s, long long lo, long long hi, long long *out)
+{
+    if (!s || !*s)
+        return false;
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno != 0 || *end != '\0' || v < lo || v > hi)
+        return false;
+    *out = v;
+    return true;
+}
+
+struct num_flag {
+    const char *name;
+    long long lo, hi;
+};
+
+static const struct num_flag num_flags[] = {
+    {"--port", 0, 65535},
+    {"--http-port", -1, 65535},
+    {"--maxclients", 1, SM_CLIENTS_MAX},
+    {"--pipeline-max", 1, SM_PIPELINE_MAX},
+    {"--output-max", SM_OUTPUT_BYTES_MIN, SM_OUTPUT_BYTES_MAX},
+    {"--idle-timeout-ms", 0, 24LL * 3600 * 1000},
+    {"--partitions", 1, SM_PARTITIONS_MAX},
+};
+
+static void set_num(struct server_config *cfg, const char *name, long long v)
+{
+    if (strcmp(name, "--port") == 0)
+        cfg->resp_port = (int)v;
+    else if (strcmp(name, "--http-port") == 0)
+        cfg->http_port = (int)v;
+    else if (strcmp(name, "--maxclients") == 0)
+        cfg->clients_max = (uint32_t)v;
+    else if (strcmp(name, "--pipeline-max") == 0)
+        cfg->pipeline_max = (uint32_t)v;
+    else if (strcmp(name, "--output-max") == 0)
+        cfg->output_bytes_max = (uint64_t)v;
+    else if (strcmp(name, "--idle-timeout-ms") == 0)
+        cfg->idle_timeout_ms = (uint32_t)v;
+    else if (strcmp(name, "--partitions") == 0)
+        cfg->partitions = (uint32_t)v;
+}
+
+/* One flag and its value at argv[i], argv[i+1]. 1 when consumed, 0 when unknown, -1 when bad. */
+static int parse_flag(struct server_config *cfg, const char *flag, const char *value)
+{
+    for (size_t k = 0; k < sizeof num_flags / sizeof num_flags[0]; k++) {
+        const struct num_flag *f = &num_flags[k];
+        if (strcmp(flag, f->name) != 0)
+            continue;
+        long long v;
+        if (!parse_range(value, f->lo, f->hi, &v)) {
+            fprintf(stderr, "shardmart start: %s needs an integer in %lld..%lld, got '%s'\n", flag,
+                    f->lo, f->hi, value ? value : "");
+            return -1;
+        }
+        set_num(cfg, flag, v);
+        return 1;
+    }
+    const char **dst = NULL;
+    if (strcmp(flag, "--bind") == 0)
+        dst = &cfg->bind_host;
+    else if (strcmp(flag, "--data") == 0)
+        dst = &cfg->data_dir;
+    else if (strcmp(flag, "--requirepass") == 0)
+        dst = &cfg->password;
+    else if (strcmp(flag, "--ready-file") == 0)
+        dst = &cfg->ready_file;
+    if (!dst)
+        return 0;
+    if (!value || !*value) {
+        fprintf(stderr, "shardmart start: %s needs a value\n", flag);
+        return -1;
+    }
+    if (dst == &cfg->password && strlen(value) > SM_PASSWORD_BYTES_MAX) {
+        fprintf(stderr, "shardmart start: --requirepass longer than %d bytes\n",
+                SM_PASSWORD_BYTES_MAX);
+        return -1;
+    }
+    *dst = value;
+    return 1;
+}
+
+int cli_start(int argc, char **argv)
+{
+    struct server_config cfg;
+    server_config_defaults(&cfg);
+    for (int i = 0; i < argc; i++) {
+        int rc = parse_flag(&cfg, argv[i], i + 1 < argc ? argv[i + 1] : NULL);
+        if (rc < 0)
+            return 2;
+        if (rc == 0) {
+            fprintf(stderr, "shardmart start: unknown flag '%s' (see 'shardmart start --help')\n",
+                    argv[i]);
+            return 2;
+        }
+        i++;
+    }
+    if (cfg.resp_port != 0 && cfg.resp_port == cfg.http_port) {
+        fprintf(stderr, "shardmart start: --port and --http-port must differ\n");
+        return 2;
+    }
+    return server_run(&cfg) == 0 ? 0 : 1;
+}

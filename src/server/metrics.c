@@ -1,0 +1,134 @@
+/* Counters and the HTTP endpoints of a node (see metrics.h). */
+#include "server/metrics.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "util/error.h"
+
+void server_metrics_batch(struct server_metrics *m, uint32_t n)
+{
+    ASSERT(n > 0);
+    uint32_t bucket = 0;
+    while (bucket + 1 < SERVER_BATCH_BUCKETS && (1u << bucket) < n)
+        bucket++;
+    m->batches++;
+    m->batch_buckets[bucket]++;
+    m->batch_requests_sum += n;
+}
+
+static void put_metric(struct sm_wbuf *w, const char *name, const char *type, const char *help,
+                       uint64_t value)
+{
+    char line[512];
+    int len = snprintf(line, sizeof line, "# HELP %s %s\n# TYPE %s %s\n%s %llu\n", name, help, name,
+                       type, name, (unsigned long long)value);
+    ASSERT(len > 0 && (size_t)len < sizeof line);
+    sm_wbuf_put(w, line, (size_t)len);
+}
+
+static void put_text(struct sm_wbuf *w, const char *s)
+{
+    sm_wbuf_put(w, s, strlen(s));
+}
+
+/* The batch-size histogram in Prometheus form: cumulative buckets, then sum and count. */
+static void put_batch_histogram(struct sm_wbuf *w, const struct server_metrics *m)
+{
+    put_text(w, "# HELP shardmart_batch_requests Requests executed per batch (one group "
+                "commit).\n# TYPE shardmart_batch_requests histogram\n");
+    uint64_t cumulative = 0;
+    char line[160];
+    for (uint32_t b = 0; b < SERVER_BATCH_BUCKETS; b++) {
+        cumulative += m->batch_buckets[b];
+        int len;
+        if (b + 1 < SERVER_BATCH_BUCKETS)
+            len = snprintf(line, sizeof line, "shardmart_batch_requests_bucket{le=\"%u\"} %llu\n",
+                           1u << b, (unsigned long long)cumulative);
+        else
+            len = snprintf(line, sizeof line, "shardmart_batch_requests_bucket{le=\"+Inf\"} %llu\n",
+                           (unsigned long long)cumulative);
+        sm_wbuf_put(w, line, (size_t)len);
+    }
+    int len = snprintf(line, sizeof line,
+                       "shardmart_batch_requests_sum %llu\nshardmart_batch_requests_count %llu\n",
+                       (unsigned long long)m->batch_requests_sum, (unsigned long long)m->batches);
+    sm_wbuf_put(w, line, (size_t)len);
+}
+
+static void put_command_counters(struct sm_wbuf *w, const struct node *n)
+{
+    put_text(w, "# HELP shardmart_commands_total Commands executed, by name.\n"
+                "# TYPE shardmart_commands_total counter\n");
+    char line[160];
+    for (uint32_t i = 0; i < node_command_count(); i++) {
+        int len = snprintf(line, sizeof line, "shardmart_commands_total{command=\"%s\"} %llu\n",
+                           node_command_name(i), (unsigned long long)n->stats[i].calls);
+        sm_wbuf_put(w, line, (size_t)len);
+    }
+    put_text(w, "# HELP shardmart_command_errors_total Commands answered with an error, by "
+                "name.\n# TYPE shardmart_command_errors_total counter\n");
+    for (uint32_t i = 0; i < node_command_count(); i++) {
+        int len =
+            snprintf(line, sizeof line, "shardmart_command_errors_total{command=\"%s\"} %llu\n",
+                     node_command_name(i), (unsigned long long)n->stats[i].errors);
+        sm_wbuf_put(w, line, (size_t)len);
+    }
+}
+
+static void render_metrics(const struct node *n, const struct server_metrics *m, struct sm_wbuf *w)
+{
+    put_metric(w, "shardmart_connections", "gauge", "Open client connections.",
+               m->connections_accepted - m->connections_closed);
+    put_metric(w, "shardmart_connections_accepted_total", "counter", "Connections accepted.",
+               m->connections_accepted);
+    put_metric(w, "shardmart_connections_rejected_total", "counter",
+               "Connections refused over --maxclients.", m->connections_rejected);
+    put_metric(w, "shardmart_connections_timed_out_total", "counter",
+               "Connections closed by --idle-timeout-ms.", m->connections_timed_out);
+    put_metric(w, "shardmart_requests_total", "counter", "RESP requests executed.", m->requests);
+    put_metric(w, "shardmart_unknown_commands_total", "counter", "Requests naming no command.",
+               n->unknown_commands);
+    put_metric(w, "shardmart_protocol_errors_total", "counter",
+               "Connections closed for malformed RESP.", n->protocol_errors);
+    put_metric(w, "shardmart_read_bytes_total", "counter", "Bytes read from clients.",
+               m->bytes_read);
+    put_metric(w, "shardmart_written_bytes_total", "counter", "Bytes written to clients.",
+               m->bytes_written);
+    put_command_counters(w, n);
+    put_batch_histogram(w, m);
+}
+
+int server_http_handle(const struct node *n, const struct server_metrics *m,
+                       const struct http_request *req, struct sm_wbuf *out)
+{
+    bool keep = req->keep_alive;
+    if (req->method != HTTP_GET && req->method != HTTP_HEAD) {
+        static const char msg[] = "only GET and HEAD are served here\n";
+        return http_response(out, 405, "text/plain", msg, sizeof msg - 1, keep);
+    }
+    struct sm_wbuf body;
+    sm_wbuf_init(&body);
+    int status = 200;
+    const char *type = "text/plain";
+    if (strcmp(req->path, "/healthz") == 0) {
+        put_text(&body, "ok\n");
+    } else if (strcmp(req->path, "/readyz") == 0) {
+        put_text(&body, "ready\n");
+    } else if (strcmp(req->path, "/metrics") == 0) {
+        type = "text/plain; version=0.0.4";
+        render_metrics(n, m, &body);
+    } else {
+        status = 404;
+        put_text(&body, "not found: try /healthz, /readyz or /metrics\n");
+    }
+    int rc;
+    if (body.failed)
+        rc = SM_E_NOMEM;
+    else if (req->method == HTTP_HEAD)
+        rc = http_response_head(out, status, type, body.len, keep);
+    else
+        rc = http_response(out, status, type, body.data, body.len, keep);
+    sm_wbuf_free(&body);
+    return rc;
+}

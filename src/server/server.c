@@ -1,0 +1,684 @@
+/*
+ * The libuv runtime (see server.h for the loop it runs). Connections of both listeners share one
+ * struct conn; RESP connections go through the batch path, HTTP ones answer probes and metrics.
+ *
+ * Output buffering. Replies are encoded into conn->out while a batch executes and become
+ * writable only when the batch is released (after its log records are durable). A write in
+ * progress owns conn->flight, a second buffer, because libuv keeps pointing into the buffer it
+ * was given until the write completes: appending to that buffer could move it under libuv.
+ *
+ *   out:    [ released, not yet handed to libuv | encoded by the batch in progress ]
+ *            0                                out_ready                         out.len
+ *   flight: [ bytes being written by libuv ]
+ */
+#include "server/server.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "limits.h"
+#include "node/node.h"
+#include "proto/http.h"
+#include "proto/resp.h"
+#include "server/metrics.h"
+#include "util/buf.h"
+#include "util/error.h"
+
+/* The input buffer of a connection grows to hold one whole request and a little more; the
+ * parser refuses requests past SM_REQUEST_BYTES_MAX, so this bound is never the one a client
+ * meets first. */
+#define CONN_IN_BYTES_MAX   ((size_t)SM_REQUEST_BYTES_MAX + 64 * 1024)
+#define CONN_IN_BYTES_START ((size_t)16 * 1024)
+/* Room past output_bytes_max for the reply of a request already admitted: larger than any reply
+ * a command produces, so admitted requests always get their reply. */
+#define CONN_OUT_SLACK_BYTES ((size_t)1024 * 1024)
+
+struct server;
+
+struct conn {
+    uv_tcp_t tcp;
+    struct server *srv;
+    struct conn *prev, *next; /* every open connection */
+    struct conn *next_ready;  /* connections with input to parse, in arrival order */
+    bool on_ready_list;
+    bool more_parsed; /* stopped at pipeline_max with complete requests still waiting */
+    bool is_http;
+    bool reading;
+    bool closing;
+    bool writing;
+    bool close_after_write;
+    uint8_t *in;
+    size_t in_len, in_cap;
+    struct resp_parser *resp; /* RESP connections */
+    struct http_parser *http; /* HTTP connections */
+    struct sm_wbuf out, flight;
+    size_t out_ready;
+    uv_write_t write_req;
+    uint64_t last_active_ms;
+    struct node_client client;
+};
+
+struct server {
+    const struct server_config *cfg;
+    uv_loop_t loop;
+    uv_tcp_t resp_listener, http_listener;
+    bool http_enabled;
+    uv_check_t batch_check;
+    uv_idle_t batch_idle; /* keeps the loop spinning while parsed input waits */
+    uv_timer_t idle_timer;
+    uv_signal_t sigint, sigterm;
+    struct conn *conns;
+    uint32_t conns_count;
+    struct conn *ready_head, *ready_tail;
+    struct node node;
+    struct server_metrics metrics;
+    struct resp_request *request; /* one, reused: requests are executed as they are parsed */
+    struct http_request *http_request;
+    int lock_fd;
+    bool stopping;
+};
+
+static uint64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+void server_config_defaults(struct server_config *cfg)
+{
+    memset(cfg, 0, sizeof *cfg);
+    cfg->bind_host = "127.0.0.1";
+    cfg->resp_port = 7379;
+    cfg->http_port = 7380;
+    cfg->data_dir = "./data";
+    cfg->clients_max = SM_CLIENTS_DEFAULT;
+    cfg->pipeline_max = SM_PIPELINE_DEFAULT;
+    cfg->output_bytes_max = SM_OUTPUT_BYTES_DEFAULT;
+    cfg->idle_timeout_ms = SM_IDLE_TIMEOUT_MS_DEFAULT;
+    cfg->partitions = SM_PARTITIONS_DEFAULT;
+}
+
+static void on_batch_idle(uv_idle_t *h)
+{
+    (void)h; /* only keeps the poll phase from blocking while parsed input waits */
+}
+
+/* ---- the ready list ------------------------------------------------------------------------ */
+
+static void ready_push(struct server *s, struct conn *c)
+{
+    if (c->on_ready_list || c->closing)
+        return;
+    c->on_ready_list = true;
+    c->next_ready = NULL;
+    if (s->ready_tail)
+        s->ready_tail->next_ready = c;
+    else
+        s->ready_head = c;
+    s->ready_tail = c;
+    uv_idle_start(&s->batch_idle, on_batch_idle);
+}
+
+/* ---- closing ------------------------------------------------------------------------------- */
+
+static void conn_free(uv_handle_t *h)
+{
+    struct conn *c = h->data;
+    free(c->in);
+    free(c->resp);
+    free(c->http);
+    sm_wbuf_free(&c->out);
+    sm_wbuf_free(&c->flight);
+    free(c);
+}
+
+static void conn_close(struct conn *c)
+{
+    if (c->closing)
+        return;
+    struct server *s = c->srv;
+    c->closing = true;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        s->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    s->conns_count--;
+    s->metrics.connections_closed++;
+    uv_close((uv_handle_t *)&c->tcp, conn_free);
+}
+
+/* ---- writing ------------------------------------------------------------------------------- */
+
+static void conn_write(struct conn *c);
+static void conn_resume_reading(struct conn *c);
+
+static size_t conn_pending_out(const struct conn *c)
+{
+    return c->out.len + c->flight.len;
+}
+
+static void on_write(uv_write_t *req, int status)
+{
+    struct conn *c = req->data;
+    c->writing = false;
+    c->srv->metrics.bytes_written += c->flight.len;
+    c->flight.len = 0;
+    if (c->closing)
+        return;
+    if (status < 0) {
+        conn_close(c);
+        return;
+    }
+    if (c->out_ready > 0) {
+        conn_write(c);
+        return;
+    }
+    if (c->close_after_write && c->out.len == 0) {
+        conn_close(c);
+        return;
+    }
+    if (c->in_len > 0)
+        ready_push(c->srv, c); /* input held back while the client drained its replies */
+    conn_resume_reading(c);
+}
+
+/* Hands the released part of out to libuv, moving it to flight first. */
+static void conn_write(struct conn *c)
+{
+    if (c->writing || c->closing || c->out_ready == 0)
+        return;
+    ASSERT(c->flight.len == 0);
+    ASSERT(c->out_ready <= c->out.len);
+    if (c->out_ready == c->out.len) {
+        struct sm_wbuf t = c->flight;
+        c->flight = c->out;
+        c->out = t;
+    } else {
+        sm_wbuf_put(&c->flight, c->out.data, c->out_ready);
+        if (c->flight.failed) {
+            conn_close(c);
+            return;
+        }
+        memmove(c->out.data, c->out.data + c->out_ready, c->out.len - c->out_ready);
+        c->out.len -= c->out_ready;
+    }
+    c->out_ready = 0;
+    uv_buf_t buf = uv_buf_init((char *)c->flight.data, (unsigned)c->flight.len);
+    c->write_req.data = c;
+    c->writing = true;
+    int rc = uv_write(&c->write_req, (uv_stream_t *)&c->tcp, &buf, 1, on_write);
+    if (rc < 0) {
+        c->writing = false;
+        conn_close(c);
+    }
+}
+
+/* Releases everything encoded so far (the batch is durable) and starts writing it. */
+static void conn_release(struct conn *c)
+{
+    c->out_ready = c->out.len;
+    conn_write(c);
+}
+
+/* ---- reading ------------------------------------------------------------------------------- */
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    struct conn *c = h->data;
+    (void)suggested;
+    if (c->in_cap - c->in_len < 4096 && c->in_cap < CONN_IN_BYTES_MAX) {
+        size_t cap = c->in_cap * 2 < CONN_IN_BYTES_MAX ? c->in_cap * 2 : CONN_IN_BYTES_MAX;
+        uint8_t *p = realloc(c->in, cap);
+        if (p) {
+            c->in = p;
+            c->in_cap = cap;
+        }
+    }
+    /* A zero-length buffer makes libuv report UV_ENOBUFS, which on_read treats as full. */
+    *buf = uv_buf_init((char *)c->in + c->in_len, (unsigned)(c->in_cap - c->in_len));
+}
+
+static void conn_pause_reading(struct conn *c)
+{
+    if (c->reading) {
+        uv_read_stop((uv_stream_t *)&c->tcp);
+        c->reading = false;
+    }
+}
+
+static bool conn_backpressured(const struct conn *c)
+{
+    return conn_pending_out(c) >= c->srv->cfg->output_bytes_max;
+}
+
+static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf);
+
+/* Starts reading again unless the client owes us a drain. Input already buffered (held back
+ * by backpressure) is queued for the next batch. */
+static void conn_resume_reading(struct conn *c)
+{
+    if (c->closing || c->close_after_write || conn_backpressured(c))
+        return;
+    if (!c->reading && uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0)
+        c->reading = true;
+}
+
+static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
+{
+    struct conn *c = stream->data;
+    (void)buf;
+    if (nread == UV_ENOBUFS) {
+        conn_pause_reading(c);
+        ready_push(c->srv, c);
+        return;
+    }
+    if (nread < 0) {
+        /* EOF or reset: replies still owed are dropped with the connection; their commands
+         * were executed and logged, which a retry with the same request id will find. */
+        conn_close(c);
+        return;
+    }
+    if (nread == 0)
+        return;
+    c->in_len += (size_t)nread;
+    c->srv->metrics.bytes_read += (uint64_t)nread;
+    c->last_active_ms = uv_now(&c->srv->loop);
+    ready_push(c->srv, c);
+}
+
+/* ---- executing ----------------------------------------------------------------------------- */
+
+static void conn_consume(struct conn *c, size_t used)
+{
+    ASSERT(used <= c->in_len);
+    memmove(c->in, c->in + used, c->in_len - used);
+    c->in_len -= used;
+}
+
+/* Replies to a protocol error and closes once the reply is out, as Redis does. */
+static void conn_protocol_error(struct conn *c, int err, const char *message)
+{
+    struct resp_encoder enc;
+    resp_encoder_init(&enc, &c->out, SIZE_MAX, c->client.resp_version);
+    node_count_protocol_error(&c->srv->node);
+    if (resp_put_error(&enc, err == SM_E_TOOLARGE ? "TOOLARGE" : "ERR", message) != 0) {
+        conn_close(c);
+        return;
+    }
+    c->close_after_write = true;
+    conn_pause_reading(c);
+}
+
+/* Parses and executes up to pipeline_max requests of one RESP connection. Returns true when
+ * complete requests are still waiting (the connection stays on the ready list). */
+static bool conn_run_resp(struct conn *c)
+{
+    struct server *s = c->srv;
+    struct resp_encoder enc;
+    resp_encoder_init(&enc, &c->out, s->cfg->output_bytes_max + CONN_OUT_SLACK_BYTES,
+                      c->client.resp_version);
+    size_t used = 0;
+    uint32_t executed = 0;
+    bool more = false;
+    while (!c->close_after_write) {
+        if (executed >= s->cfg->pipeline_max || conn_backpressured(c)) {
+            more = !conn_backpressured(c);
+            break;
+        }
+        int rc = resp_request_parse(c->resp, c->in + used, c->in_len - used, s->request);
+        if (rc == 0)
+            break;
+        if (rc < 0) {
+            conn_protocol_error(c, rc, resp_parser_message(c->resp));
+            break;
+        }
+        used += (size_t)rc;
+        executed++;
+        if (node_execute(&s->node, &c->client, s->request, &enc) != 0) {
+            fprintf(stderr,
+                    "shardmart: client %llu: reply larger than the output bound; "
+                    "closing it\n",
+                    (unsigned long long)c->client.id);
+            conn_close(c);
+            return false;
+        }
+        if (c->client.close_after_reply) {
+            c->close_after_write = true;
+            conn_pause_reading(c);
+        }
+    }
+    s->metrics.requests += executed;
+    conn_consume(c, used);
+    return more;
+}
+
+static bool conn_run_http(struct conn *c)
+{
+    struct server *s = c->srv;
+    size_t used = 0;
+    while (!c->close_after_write && !conn_backpressured(c)) {
+        int rc = http_request_parse(c->http, c->in + used, c->in_len - used, s->http_request);
+        if (rc == 0)
+            break;
+        if (rc < 0) {
+            const char *msg = http_parser_message(c->http);
+            if (http_response(&c->out, http_parser_status(c->http), "text/plain", msg, strlen(msg),
+                              false) != 0) {
+                conn_close(c);
+                return false;
+            }
+            c->close_after_write = true;
+            conn_pause_reading(c);
+            break;
+        }
+        used += (size_t)rc;
+        if (server_http_handle(&s->node, &s->metrics, s->http_request, &c->out) != 0) {
+            conn_close(c);
+            return false;
+        }
+        if (!s->http_request->keep_alive) {
+            c->close_after_write = true;
+            conn_pause_reading(c);
+        }
+    }
+    conn_consume(c, used);
+    return false;
+}
+
+/* One batch: every connection with input executes what it has, then the batch is released.
+ * With the log in place, release waits for the batch's fsync. */
+static void run_batch(struct server *s)
+{
+    struct conn *list = s->ready_head;
+    s->ready_head = s->ready_tail = NULL;
+    node_set_time(&s->node, wall_ms());
+    struct conn *touched = NULL;
+    uint32_t batch = 0;
+    for (struct conn *c = list, *next; c; c = next) {
+        next = c->next_ready;
+        c->on_ready_list = false;
+        if (c->closing)
+            continue;
+        size_t before = s->metrics.requests;
+        c->more_parsed = c->is_http ? conn_run_http(c) : conn_run_resp(c);
+        batch += (uint32_t)(s->metrics.requests - before);
+        if (c->closing)
+            continue;
+        c->next_ready = touched; /* reuse the link: the ready list was detached above */
+        touched = c;
+    }
+    if (batch > 0)
+        server_metrics_batch(&s->metrics, batch);
+    for (struct conn *c = touched, *next; c; c = next) {
+        next = c->next_ready;
+        conn_release(c);
+        if (c->closing)
+            continue;
+        /* Only a connection cut off by pipeline_max goes straight back on the list: one whose
+         * input ends in a partial request waits for more bytes instead of spinning. */
+        if (c->more_parsed && !c->close_after_write)
+            ready_push(s, c);
+        else
+            conn_resume_reading(c);
+        if (c->close_after_write && !c->writing && c->out.len == 0)
+            conn_close(c);
+    }
+}
+
+static void on_batch_check(uv_check_t *h)
+{
+    struct server *s = h->data;
+    if (s->ready_head)
+        run_batch(s);
+    if (!s->ready_head)
+        uv_idle_stop(&s->batch_idle);
+}
+
+/* ---- accepting ----------------------------------------------------------------------------- */
+
+static void on_connection(uv_stream_t *listener, int status)
+{
+    struct server *s = listener->data;
+    if (status < 0 || s->stopping)
+        return;
+    struct conn *c = calloc(1, sizeof *c);
+    if (!c)
+        return;
+    c->srv = s;
+    c->is_http = listener == (uv_stream_t *)&s->http_listener;
+    uv_tcp_init(&s->loop, &c->tcp);
+    c->tcp.data = c;
+    if (uv_accept(listener, (uv_stream_t *)&c->tcp) != 0) {
+        uv_close((uv_handle_t *)&c->tcp, conn_free);
+        return;
+    }
+    uv_tcp_nodelay(&c->tcp, 1);
+    c->in_cap = CONN_IN_BYTES_START;
+    c->in = malloc(c->in_cap);
+    if (c->is_http)
+        c->http = malloc(sizeof *c->http);
+    else
+        c->resp = malloc(sizeof *c->resp);
+    sm_wbuf_init(&c->out);
+    sm_wbuf_init(&c->flight);
+    c->next = s->conns;
+    if (s->conns)
+        s->conns->prev = c;
+    s->conns = c;
+    s->conns_count++;
+    s->metrics.connections_accepted++;
+    if (!c->in || (!c->http && !c->resp)) {
+        conn_close(c);
+        return;
+    }
+    if (c->is_http)
+        http_parser_init(c->http);
+    else
+        resp_parser_init(c->resp);
+    node_client_init(&s->node, &c->client);
+    c->last_active_ms = uv_now(&s->loop);
+    if (!c->is_http && s->conns_count > s->cfg->clients_max) {
+        static const char full[] = "-ERR max number of clients reached\r\n";
+        sm_wbuf_put(&c->out, full, sizeof full - 1);
+        s->metrics.connections_rejected++;
+        c->close_after_write = true;
+        conn_release(c);
+        return;
+    }
+    conn_resume_reading(c);
+}
+
+/* ---- timers and signals -------------------------------------------------------------------- */
+
+static void on_idle_timer(uv_timer_t *t)
+{
+    struct server *s = t->data;
+    uint64_t now = uv_now(&s->loop);
+    for (struct conn *c = s->conns, *next; c; c = next) {
+        next = c->next;
+        if (!c->is_http && s->cfg->idle_timeout_ms > 0 &&
+            now - c->last_active_ms > s->cfg->idle_timeout_ms) {
+            s->metrics.connections_timed_out++;
+            conn_close(c);
+        }
+    }
+}
+
+/* At shutdown every connection is already closing (on_signal); what is left are the
+ * server's own handles, which need no close callback. */
+static void close_walk(uv_handle_t *h, void *arg)
+{
+    (void)arg;
+    if (!uv_is_closing(h))
+        uv_close(h, NULL);
+}
+
+static void on_signal(uv_signal_t *sig, int signum)
+{
+    struct server *s = sig->data;
+    fprintf(stderr, "shardmart: %s received, shutting down\n",
+            signum == SIGINT ? "SIGINT" : "SIGTERM");
+    s->stopping = true;
+    for (struct conn *c = s->conns, *next; c; c = next) {
+        next = c->next;
+        conn_close(c);
+    }
+    uv_stop(&s->loop);
+}
+
+/* ---- start-up ------------------------------------------------------------------------------ */
+
+static int listen_on(struct server *s, uv_tcp_t *tcp, const char *what, int *port)
+{
+    struct sockaddr_in addr;
+    if (uv_ip4_addr(s->cfg->bind_host, *port, &addr) != 0) {
+        fprintf(stderr, "shardmart: bad bind address '%s' (an IPv4 address is needed)\n",
+                s->cfg->bind_host);
+        return SM_E_BADARG;
+    }
+    uv_tcp_init(&s->loop, tcp);
+    tcp->data = s;
+    int rc = uv_tcp_bind(tcp, (const struct sockaddr *)&addr, 0);
+    if (rc == 0)
+        rc = uv_listen((uv_stream_t *)tcp, 511, on_connection);
+    if (rc != 0) {
+        fprintf(stderr, "shardmart: cannot listen for %s on %s:%d: %s\n", what, s->cfg->bind_host,
+                *port, uv_strerror(rc));
+        return SM_E_IO;
+    }
+    struct sockaddr_storage bound;
+    int len = sizeof bound;
+    uv_tcp_getsockname(tcp, (struct sockaddr *)&bound, &len);
+    *port = ntohs(((struct sockaddr_in *)&bound)->sin_port);
+    return 0;
+}
+
+/* Creates the data directory and takes its lock, so two nodes never share one directory. */
+static int open_data_dir(struct server *s)
+{
+    const char *dir = s->cfg->data_dir;
+    if (mkdir(dir, 0755) != 0 && errno != EEXIST) {
+        fprintf(stderr, "shardmart: cannot create data directory '%s': %s\n", dir, strerror(errno));
+        return SM_E_IO;
+    }
+    char path[SM_WAL_DIR_BYTES_MAX + 16];
+    if (strlen(dir) > SM_WAL_DIR_BYTES_MAX) {
+        fprintf(stderr, "shardmart: data directory path longer than %d bytes\n",
+                SM_WAL_DIR_BYTES_MAX);
+        return SM_E_TOOLARGE;
+    }
+    snprintf(path, sizeof path, "%s/LOCK", dir);
+    s->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (s->lock_fd < 0) {
+        fprintf(stderr, "shardmart: data directory '%s' is not usable: %s\n", dir, strerror(errno));
+        return SM_E_IO;
+    }
+    if (flock(s->lock_fd, LOCK_EX | LOCK_NB) != 0) {
+        fprintf(stderr, "shardmart: data directory '%s' is in use by another node\n", dir);
+        close(s->lock_fd);
+        s->lock_fd = -1;
+        return SM_E_IO;
+    }
+    return 0;
+}
+
+static void write_ready_file(const struct server *s, int resp_port, int http_port)
+{
+    if (!s->cfg->ready_file)
+        return;
+    char tmp[4096];
+    snprintf(tmp, sizeof tmp, "%s.tmp", s->cfg->ready_file);
+    FILE *f = fopen(tmp, "w");
+    if (!f)
+        return;
+    fprintf(f, "%d %d\n", resp_port, http_port);
+    fclose(f);
+    rename(tmp, s->cfg->ready_file); /* atomic: a reader never sees half a line */
+}
+
+static int server_start(struct server *s, int *resp_port, int *http_port)
+{
+    int rc = open_data_dir(s);
+    if (rc != 0)
+        return rc;
+    struct node_config ncfg = {
+        .password = s->cfg->password,
+        .clients_max = s->cfg->clients_max,
+        .pipeline_max = s->cfg->pipeline_max,
+        .output_bytes_max = s->cfg->output_bytes_max,
+        .idle_timeout_ms = s->cfg->idle_timeout_ms,
+        .partitions = s->cfg->partitions,
+        .bind_host = s->cfg->bind_host,
+    };
+    if (node_init(&s->node, &ncfg, wall_ms()) != 0)
+        return SM_E_NOMEM;
+    rc = listen_on(s, &s->resp_listener, "RESP", resp_port);
+    if (rc == 0 && s->http_enabled)
+        rc = listen_on(s, &s->http_listener, "HTTP", http_port);
+    if (rc != 0)
+        return rc;
+    s->node.cfg.resp_port = *resp_port;
+    s->node.cfg.http_port = *http_port;
+    uv_check_init(&s->loop, &s->batch_check);
+    s->batch_check.data = s;
+    uv_check_start(&s->batch_check, on_batch_check);
+    uv_idle_init(&s->loop, &s->batch_idle);
+    s->batch_idle.data = s;
+    uv_timer_init(&s->loop, &s->idle_timer);
+    s->idle_timer.data = s;
+    uv_timer_start(&s->idle_timer, on_idle_timer, 1000, 1000);
+    uv_signal_init(&s->loop, &s->sigint);
+    uv_signal_init(&s->loop, &s->sigterm);
+    s->sigint.data = s->sigterm.data = s;
+    uv_signal_start(&s->sigint, on_signal, SIGINT);
+    uv_signal_start(&s->sigterm, on_signal, SIGTERM);
+    return 0;
+}
+
+int server_run(const struct server_config *cfg)
+{
+    struct server *s = calloc(1, sizeof *s);
+    if (!s)
+        return SM_E_NOMEM;
+    s->cfg = cfg;
+    s->lock_fd = -1;
+    s->http_enabled = cfg->http_port >= 0;
+    s->request = malloc(sizeof *s->request);
+    s->http_request = malloc(sizeof *s->http_request);
+    signal(SIGPIPE, SIG_IGN);
+    int rc = (!s->request || !s->http_request) ? SM_E_NOMEM : uv_loop_init(&s->loop);
+    bool loop_ok = rc == 0;
+    int resp_port = cfg->resp_port, http_port = cfg->http_port;
+    if (rc == 0)
+        rc = server_start(s, &resp_port, &http_port);
+    if (rc == 0) {
+        printf("shardmart: serving RESP on %s:%d, HTTP on %s:%d, data in %s\n", cfg->bind_host,
+               resp_port, cfg->bind_host, http_port, cfg->data_dir);
+        fflush(stdout);
+        write_ready_file(s, resp_port, http_port);
+        uv_run(&s->loop, UV_RUN_DEFAULT);
+    }
+    if (loop_ok) {
+        uv_walk(&s->loop, close_walk, NULL);
+        uv_run(&s->loop, UV_RUN_DEFAULT);
+        (void)uv_loop_close(&s->loop);
+    }
+    node_free(&s->node);
+    if (s->lock_fd >= 0)
+        close(s->lock_fd);
+    free(s->request);
+    free(s->http_request);
+    free(s);
+    return rc;
+}
