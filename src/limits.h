@@ -165,9 +165,9 @@ _Static_assert(SM_WAL_BATCH_BYTES_DEFAULT > SM_WAL_RECORD_PAYLOAD_BYTES_MAX,
 _Static_assert(SM_WAL_SNAPSHOTS_KEEP_DEFAULT <= SM_WAL_SNAPSHOTS_KEEP_MAX,
                "default snapshots kept within bound");
 
-_Static_assert((SM_ENGINE_RECORD_BYTES_MAX) >=
-                   1 + 3 * (1 + SM_KEY_BYTES_MAX) + 1 + SM_KEY_BYTES_MAX + 24 + 1 +
-                       SM_ORDER_ITEMS_MAX * (1 + SM_KEY_BYTES_MAX + 4),
+_Static_assert((SM_ENGINE_RECORD_BYTES_MAX) >= 1 + 3 * (1 + SM_KEY_BYTES_MAX) + 1 +
+                                                   SM_KEY_BYTES_MAX + 24 + 1 +
+                                                   SM_ORDER_ITEMS_MAX * (1 + SM_KEY_BYTES_MAX + 4),
                "the largest engine record fits");
 _Static_assert(SM_ENGINE_MESSAGE_BYTES_MAX > SM_KEY_BYTES_MAX, "a SKU name fits in a message");
 
