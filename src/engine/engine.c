@@ -1,0 +1,475 @@
+/*
+ * The engine's front: start-up (every table allocated once), engine_apply (decode, idempotency,
+ * dispatch, reply), engine_read, and rendering of stored results into replies.
+ *
+ * Idempotency: every mutation but TICK carries a request id. The engine remembers the last
+ * cfg.request_ids_max request ids in a FIFO ring, each with the XXH3-64 of its arguments and its
+ * compact result (struct engine_result, 24 bytes). A replay with the same arguments gets the
+ * first reply again, rendered from that result, and changes nothing; with other arguments it
+ * gets -IDEMPOTENCY. An id is forgotten when request_ids_max newer mutations have been applied,
+ * so memory is bounded by the ring and a client must not retry later than that. Two replies are
+ * not remembered: BADARG (a pure function of the arguments, so a retry gets it again anyway) and
+ * BUSY (a full table is transient; the retry should get a chance).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <xxhash.h>
+
+#include "engine/engine_internal.h"
+
+static bool config_valid(const struct engine_config *c)
+{
+    const uint32_t caps[] = {c->skus_max,       c->orders_max,     c->holds_max,
+                             c->accounts_max,   c->limit_rows_max, c->item_chunks_max,
+                             c->request_ids_max};
+    for (size_t i = 0; i < sizeof caps / sizeof caps[0]; i++)
+        if (caps[i] == 0 || caps[i] > SM_ENGINE_ROWS_MAX)
+            return false;
+    if ((uint64_t)c->orders_max + c->holds_max > SM_ENGINE_ROWS_MAX)
+        return false;
+    return c->order_retention_ms >= 0 && c->order_retention_ms <= SM_ENGINE_TTL_MS_MAX &&
+           c->hold_retention_ms >= 0 && c->hold_retention_ms <= SM_ENGINE_TTL_MS_MAX;
+}
+
+size_t engine_memory_bytes(const struct engine_config *c)
+{
+    /* An index of n entries has cells >= n / 0.7 rounded up to a power of two, 12 bytes each. */
+    const uint32_t ix[] = {c->skus_max,  c->accounts_max,   c->orders_max,
+                           c->holds_max, c->limit_rows_max, c->request_ids_max};
+    size_t total = 0;
+    for (size_t i = 0; i < sizeof ix / sizeof ix[0]; i++) {
+        uint64_t want = (uint64_t)ix[i] * 10 / 7 + 1, cells = 16;
+        while (cells < want)
+            cells *= 2;
+        total += cells * (sizeof(uint64_t) + sizeof(uint32_t));
+    }
+    total += (size_t)c->skus_max * sizeof(struct engine_sku);
+    total += (size_t)c->accounts_max * sizeof(struct engine_account);
+    total += (size_t)c->orders_max * (sizeof(struct engine_order) + sizeof(uint32_t));
+    total += (size_t)c->holds_max * (sizeof(struct engine_hold) + sizeof(uint32_t));
+    total += (size_t)c->limit_rows_max * (sizeof(struct engine_limit) + sizeof(uint32_t));
+    total += (size_t)c->item_chunks_max * (sizeof(struct engine_chunk) + sizeof(uint32_t));
+    total += ((size_t)c->orders_max + c->holds_max) * sizeof(struct engine_timer);
+    total += (size_t)c->request_ids_max * sizeof(struct engine_request);
+    total += (size_t)c->locks.waiters_max * sizeof(struct locks_event);
+    return total; /* plus the lock service's own tables, sized by c->locks */
+}
+
+static void reset_tables(struct engine *e);
+
+int engine_init(struct engine *e, const struct engine_config *cfg)
+{
+    memset(e, 0, sizeof *e);
+    if (!config_valid(cfg))
+        return SM_E_BADARG;
+    e->cfg = *cfg;
+    e->skus = calloc(cfg->skus_max, sizeof *e->skus);
+    e->accounts = calloc(cfg->accounts_max, sizeof *e->accounts);
+    e->orders = calloc(cfg->orders_max, sizeof *e->orders);
+    e->holds = calloc(cfg->holds_max, sizeof *e->holds);
+    e->limits = calloc(cfg->limit_rows_max, sizeof *e->limits);
+    e->chunks = calloc(cfg->item_chunks_max, sizeof *e->chunks);
+    e->timers = calloc((size_t)cfg->orders_max + cfg->holds_max, sizeof *e->timers);
+    e->requests = calloc(cfg->request_ids_max, sizeof *e->requests);
+    int rc = 0;
+    if (!e->skus || !e->accounts || !e->orders || !e->holds || !e->limits || !e->chunks ||
+        !e->timers || !e->requests)
+        rc = SM_E_NOMEM;
+    if (rc == 0)
+        rc = sm_index_init(&e->sku_index, cfg->skus_max);
+    if (rc == 0)
+        rc = sm_index_init(&e->account_index, cfg->accounts_max);
+    if (rc == 0)
+        rc = sm_index_init(&e->order_index, cfg->orders_max);
+    if (rc == 0)
+        rc = sm_index_init(&e->hold_index, cfg->holds_max);
+    if (rc == 0)
+        rc = sm_index_init(&e->limit_index, cfg->limit_rows_max);
+    if (rc == 0)
+        rc = sm_index_init(&e->request_index, cfg->request_ids_max);
+    if (rc == 0)
+        rc = engine_slots_init(&e->order_slots, cfg->orders_max);
+    if (rc == 0)
+        rc = engine_slots_init(&e->hold_slots, cfg->holds_max);
+    if (rc == 0)
+        rc = engine_slots_init(&e->limit_slots, cfg->limit_rows_max);
+    if (rc == 0)
+        rc = engine_slots_init(&e->chunk_slots, cfg->item_chunks_max);
+    if (rc == 0)
+        rc = locks_init(&e->locks, &cfg->locks);
+    if (rc == 0) {
+        e->locks_ready = true;
+        e->lock_events.cap = cfg->locks.waiters_max;
+        e->lock_events.items = calloc(cfg->locks.waiters_max, sizeof *e->lock_events.items);
+        if (e->lock_events.items == NULL)
+            rc = SM_E_NOMEM;
+    }
+    if (rc != 0) {
+        engine_free(e);
+        return rc;
+    }
+    reset_tables(e);
+    return 0;
+}
+
+void engine_free(struct engine *e)
+{
+    free(e->skus);
+    free(e->accounts);
+    free(e->orders);
+    free(e->holds);
+    free(e->limits);
+    free(e->chunks);
+    free(e->timers);
+    free(e->requests);
+    sm_index_free(&e->sku_index);
+    sm_index_free(&e->account_index);
+    sm_index_free(&e->order_index);
+    sm_index_free(&e->hold_index);
+    sm_index_free(&e->limit_index);
+    sm_index_free(&e->request_index);
+    engine_slots_free(&e->order_slots);
+    engine_slots_free(&e->hold_slots);
+    engine_slots_free(&e->limit_slots);
+    engine_slots_free(&e->chunk_slots);
+    if (e->locks_ready)
+        locks_free(&e->locks);
+    free(e->lock_events.items);
+    memset(e, 0, sizeof *e);
+}
+
+static void reset_tables(struct engine *e)
+{
+    e->last_index = 0;
+    e->now_ms = 0;
+    e->deposits_total_cents = 0;
+    e->withdrawals_total_cents = 0;
+    e->skus_count = 0;
+    e->accounts_count = 0;
+    e->timers_count = 0;
+    e->requests_head = 0;
+    e->requests_count = 0;
+    /* Rows past the high-water marks are never read, so only the used prefix is cleared. */
+    memset(e->orders, 0, (size_t)e->order_slots.high_water * sizeof *e->orders);
+    memset(e->holds, 0, (size_t)e->hold_slots.high_water * sizeof *e->holds);
+    memset(e->limits, 0, (size_t)e->limit_slots.high_water * sizeof *e->limits);
+    sm_index_clear(&e->sku_index);
+    sm_index_clear(&e->account_index);
+    sm_index_clear(&e->order_index);
+    sm_index_clear(&e->hold_index);
+    sm_index_clear(&e->limit_index);
+    sm_index_clear(&e->request_index);
+    engine_slots_reset(&e->order_slots);
+    engine_slots_reset(&e->hold_slots);
+    engine_slots_reset(&e->limit_slots);
+    engine_slots_reset(&e->chunk_slots);
+}
+
+int engine_reset(struct engine *e)
+{
+    reset_tables(e);
+    /* The lock service has no reset of its own: a fresh init gives the empty state. */
+    locks_free(&e->locks);
+    e->locks_ready = false;
+    int rc = locks_init(&e->locks, &e->cfg.locks);
+    if (rc != 0)
+        return rc;
+    e->locks_ready = true;
+    return 0;
+}
+
+uint64_t engine_last_index(const struct engine *e)
+{
+    return e->last_index;
+}
+
+int64_t engine_now_ms(const struct engine *e)
+{
+    return e->now_ms;
+}
+
+/* ---- arguments ------------------------------------------------------------------------------ */
+
+static bool key_same(const struct engine_key *a, const struct engine_key *b)
+{
+    return a->len == b->len && memcmp(a->ptr, b->ptr, a->len) == 0;
+}
+
+bool engine_args_valid(const struct engine_cmd *c)
+{
+    switch (c->type) {
+    case ENGINE_SKU_CREATE:
+        return c->num >= 0 && c->num2 >= 0 && c->num3 >= 0;
+    case ENGINE_SKU_RESTOCK:
+    case ENGINE_SKU_ADJUST:
+    case ENGINE_ACCOUNT_DEPOSIT:
+    case ENGINE_ACCOUNT_WITHDRAW:
+        return c->num > 0;
+    case ENGINE_ORDER_PLACE:
+    case ENGINE_HOLD_PREPARE:
+        return c->num >= 1 && c->num <= SM_ENGINE_TTL_MS_MAX;
+    case ENGINE_ORDER_PAY:
+        return !key_same(&c->key2, &c->key3);
+    case ENGINE_ORDER_REFUND:
+        return c->num == 0 || c->num == 1;
+    case ENGINE_ACCOUNT_OPEN:
+        return c->num >= 0;
+    case ENGINE_ACCOUNT_TRANSFER:
+        return c->num > 0 && !key_same(&c->key, &c->key2);
+    default:
+        return true;
+    }
+}
+
+/* ---- replies -------------------------------------------------------------------------------- */
+
+static const char *const order_state_names[ORDER_STATE_COUNT] = {
+    "FREE", "RESERVED", "PAID", "SHIPPED", "COMPLETED", "CANCELLED", "EXPIRED", "REFUNDED"};
+static const char *const hold_state_names[HOLD_STATE_COUNT] = {"FREE", "PREPARED", "COMMITTED",
+                                                               "ABORTED"};
+
+const char *engine_order_state_name(int state)
+{
+    ASSERT(state >= 0 && state < ORDER_STATE_COUNT);
+    return order_state_names[state];
+}
+
+static const char *state_message(uint32_t aux)
+{
+    if (aux == STATE_MSG_LOCK_KIND)
+        return "the name is a lock of another kind";
+    if (aux >= STATE_MSG_HOLD && aux < STATE_MSG_HOLD + HOLD_STATE_COUNT)
+        return hold_state_names[aux - STATE_MSG_HOLD];
+    ASSERT(aux < ORDER_STATE_COUNT);
+    return order_state_names[aux];
+}
+
+void engine_reply_err(struct engine_reply *out, int err, const char *msg)
+{
+    out->kind = ENGINE_REPLY_ERR;
+    out->err = err;
+    size_t n = strlen(msg);
+    ASSERT(n < sizeof out->msg);
+    memcpy(out->msg, msg, n + 1);
+    out->msg_len = n;
+}
+
+void engine_render(const struct engine *e, struct engine_result r, struct engine_reply *out)
+{
+    out->kind = (enum engine_reply_kind)r.kind;
+    out->value = r.value;
+    out->err = 0;
+    out->msg_len = 0;
+    out->fields_count = 0;
+    if (r.kind == ENGINE_RESULT_GRANT) {
+        engine_render_grant(r, out);
+        return;
+    }
+    if (r.kind != ENGINE_REPLY_ERR)
+        return;
+    if ((r.err == SM_E_SOLDOUT || r.err == SM_E_LIMIT) && r.aux != ENGINE_NONE) {
+        ASSERT(r.aux < e->skus_count);
+        const struct engine_sku *s = &e->skus[r.aux];
+        out->kind = ENGINE_REPLY_ERR;
+        out->err = r.err;
+        memcpy(out->msg, s->name, s->name_len);
+        out->msg[s->name_len] = '\0';
+        out->msg_len = s->name_len;
+    } else if (r.err == SM_E_STATE) {
+        engine_reply_err(out, r.err, state_message(r.aux));
+    } else {
+        engine_reply_err(out, r.err, sm_strerror(r.err));
+    }
+}
+
+/* ---- idempotency ---------------------------------------------------------------------------- */
+
+struct request_ctx {
+    const struct engine *e;
+    struct engine_digest id;
+};
+
+static bool request_eq(const void *ctx, uint32_t slot)
+{
+    const struct request_ctx *c = ctx;
+    return engine_digest_eq(c->e->requests[slot].id, c->id);
+}
+
+uint32_t engine_request_find(const struct engine *e, struct engine_digest id)
+{
+    struct request_ctx c = {.e = e, .id = id};
+    return sm_index_find(&e->request_index, id.lo, request_eq, &c);
+}
+
+static void request_remember(struct engine *e, const struct engine_request *r)
+{
+    uint32_t cap = e->cfg.request_ids_max;
+    if (e->requests_count == cap) {
+        uint32_t old = e->requests_head;
+        sm_index_remove(&e->request_index, e->requests[old].id.lo, old);
+        e->requests_head = (old + 1) % cap;
+        e->requests_count--;
+    }
+    uint32_t slot = (uint32_t)(((uint64_t)e->requests_head + e->requests_count) % cap);
+    e->requests[slot] = *r;
+    int rc = sm_index_insert(&e->request_index, r->id.lo, slot);
+    ASSERT(rc == 0); /* the ring never holds more than the index's capacity */
+    e->requests_count++;
+}
+
+/* ---- apply ---------------------------------------------------------------------------------- */
+
+static struct engine_result dispatch(struct engine *e, const struct engine_cmd *cmd)
+{
+    switch (cmd->type) {
+    case ENGINE_SKU_CREATE:
+    case ENGINE_SKU_RESTOCK:
+    case ENGINE_SKU_ADJUST:
+        return engine_sku_cmd(e, cmd);
+    case ENGINE_ORDER_PLACE:
+    case ENGINE_ORDER_PAY:
+    case ENGINE_ORDER_PAY_EXTERNAL:
+    case ENGINE_ORDER_CANCEL:
+    case ENGINE_ORDER_SHIP:
+    case ENGINE_ORDER_COMPLETE:
+    case ENGINE_ORDER_REFUND:
+        return engine_order_cmd(e, cmd);
+    case ENGINE_HOLD_PREPARE:
+    case ENGINE_HOLD_COMMIT:
+    case ENGINE_HOLD_ABORT:
+        return engine_hold_cmd(e, cmd);
+    case ENGINE_ACCOUNT_OPEN:
+    case ENGINE_ACCOUNT_DEPOSIT:
+    case ENGINE_ACCOUNT_WITHDRAW:
+    case ENGINE_ACCOUNT_TRANSFER:
+        return engine_account_cmd(e, cmd);
+    case ENGINE_LOCK_SESSION_OPEN:
+    case ENGINE_LOCK_HEARTBEAT:
+    case ENGINE_LOCK_SESSION_CLOSE:
+    case ENGINE_LOCK_ACQUIRE:
+    case ENGINE_LOCK_RELEASE:
+    case ENGINE_LOCK_RENEW:
+    case ENGINE_LOCK_CANCEL:
+        return engine_lock_cmd(e, cmd);
+    default:
+        UNREACHABLE();
+    }
+}
+
+/* Replies not worth remembering: see the top of this file. */
+static bool result_remembered(struct engine_result r)
+{
+    return !(engine_failed(r) &&
+             (r.err == SM_E_BUSY || r.err == SM_E_BADARG || r.err == SM_E_TRYAGAIN));
+}
+
+void engine_apply(struct engine *e, uint64_t index, int64_t now_ms, const uint8_t *rec, size_t len,
+                  struct engine_output *out)
+{
+    ASSERT(index > e->last_index);
+    ASSERT(now_ms >= 0);
+    e->last_index = index;
+    if (now_ms > e->now_ms)
+        e->now_ms = now_ms;
+    e->lock_events.count = 0;
+    out->events = e->lock_events.items;
+    out->events_count = 0;
+    out->reply.replayed = false;
+    out->reply.fields_count = 0;
+
+    struct engine_cmd cmd;
+    if (engine_decode(rec, len, &cmd) != 0 || !engine_args_valid(&cmd)) {
+        engine_reply_err(&out->reply, SM_E_BADARG, "malformed record");
+        return;
+    }
+    if (cmd.type == ENGINE_TICK) {
+        engine_tick(e, &out->reply);
+        out->events_count = e->lock_events.count;
+        return;
+    }
+    struct engine_request req = {.id = engine_digest_of(&cmd.request_id)};
+    size_t args_at = 2 + cmd.request_id.len;
+    req.args_hash = XXH3_64bits_withSeed(rec + args_at, len - args_at, rec[0]);
+    uint32_t seen = engine_request_find(e, req.id);
+    if (seen != SM_INDEX_NONE) {
+        if (e->requests[seen].args_hash != req.args_hash) {
+            engine_render(e, engine_err(SM_E_IDEMPOTENCY, 0), &out->reply);
+            return;
+        }
+        engine_render(e, e->requests[seen].result, &out->reply);
+        out->reply.replayed = true;
+        return;
+    }
+    req.result = dispatch(e, &cmd);
+    if (result_remembered(req.result))
+        request_remember(e, &req);
+    engine_render(e, req.result, &out->reply);
+    out->events_count = e->lock_events.count;
+}
+
+/* ---- reads ---------------------------------------------------------------------------------- */
+
+static void read_stats(const struct engine *e, struct engine_reply *out)
+{
+    const struct engine_field f[] = {
+        {.name = "skus", .value = e->skus_count},
+        {.name = "accounts", .value = e->accounts_count},
+        {.name = "orders", .value = engine_slots_live(&e->order_slots)},
+        {.name = "holds", .value = engine_slots_live(&e->hold_slots)},
+        {.name = "limit_rows", .value = engine_slots_live(&e->limit_slots)},
+        {.name = "request_ids", .value = e->requests_count},
+        {.name = "deposits_total_cents", .value = e->deposits_total_cents},
+        {.name = "withdrawals_total_cents", .value = e->withdrawals_total_cents},
+        {.name = "now_ms", .value = e->now_ms},
+        {.name = "last_index", .value = (int64_t)e->last_index},
+    };
+    _Static_assert(sizeof f / sizeof f[0] <= SM_ENGINE_REPLY_FIELDS_MAX, "stats fit a reply");
+    out->kind = ENGINE_REPLY_FIELDS;
+    out->fields_count = sizeof f / sizeof f[0];
+    memcpy(out->fields, f, sizeof f);
+}
+
+void engine_read(const struct engine *e, const struct engine_cmd *cmd, struct engine_reply *out)
+{
+    out->replayed = false;
+    out->fields_count = 0;
+    out->msg_len = 0;
+    out->err = 0;
+    out->value = 0;
+    bool needs_key = cmd->type != ENGINE_STATS_GET;
+    if (needs_key &&
+        (cmd->key.ptr == NULL || cmd->key.len < 1 || cmd->key.len > SM_KEY_BYTES_MAX)) {
+        engine_reply_err(out, SM_E_BADARG, sm_strerror(SM_E_BADARG));
+        return;
+    }
+    switch (cmd->type) {
+    case ENGINE_SKU_GET:
+        engine_read_sku(e, cmd, out);
+        return;
+    case ENGINE_ORDER_GET:
+        engine_read_order(e, cmd, out);
+        return;
+    case ENGINE_HOLD_GET:
+        engine_read_hold(e, cmd, out);
+        return;
+    case ENGINE_ACCOUNT_GET:
+        engine_read_account(e, cmd, out);
+        return;
+    case ENGINE_STATS_GET:
+        read_stats(e, out);
+        return;
+    case ENGINE_LOCK_CHECK:
+    case ENGINE_LOCK_INFO:
+        engine_read_lock(e, cmd, out);
+        return;
+    default:
+        engine_reply_err(out, SM_E_UNKNOWN, sm_strerror(SM_E_UNKNOWN));
+        return;
+    }
+}
+
+const char *engine_hold_state_name(int state)
+{
+    ASSERT(state >= 0 && state < HOLD_STATE_COUNT);
+    return hold_state_names[state];
+}

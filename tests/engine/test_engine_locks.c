@@ -1,0 +1,136 @@
+/* The engine's integration of the lock service: records, dispatch, idempotency, grant events
+ * for parked waiters, tick-driven expiry, reads, and the snapshot section. */
+#include "engine_harness.h"
+
+static const struct engine_reply *session(struct harness *h, const char *id, int64_t ttl)
+{
+    struct engine_cmd c = {.type = ENGINE_LOCK_SESSION_OPEN, .key = K(id), .num = ttl};
+    return run(h, &c);
+}
+
+static const struct engine_reply *acquire(struct harness *h, const char *s, const char *name,
+                                          int64_t wait_ms, uint64_t waiter)
+{
+    struct engine_cmd c = {.type = ENGINE_LOCK_ACQUIRE,
+                           .key = K(s),
+                           .key2 = K(name),
+                           .lock_type = LOCKS_EXCLUSIVE,
+                           .owner = 1,
+                           .num = wait_ms,
+                           .waiter_id = waiter};
+    return run(h, &c);
+}
+
+static const struct engine_reply *release(struct harness *h, const char *s, const char *name)
+{
+    struct engine_cmd c = {.type = ENGINE_LOCK_RELEASE, .key = K(s), .key2 = K(name), .owner = 1};
+    return run(h, &c);
+}
+
+Test(engine_locks, grant_token_is_the_log_index_and_release_wakes_the_waiter)
+{
+    struct harness h;
+    harness_init(&h);
+    assert_int(session(&h, "s1", 10000), h.now_ms + 10000);
+    assert_int(session(&h, "s2", 10000), h.now_ms + 10000);
+    const struct engine_reply *r = acquire(&h, "s1", "L", 0, 0);
+    cr_assert_str_eq(field_str(r, "status"), "GRANTED");
+    cr_assert_eq(field(r, "token"), (int64_t)h.index);
+    uint64_t first = (uint64_t)field(r, "token");
+    r = acquire(&h, "s2", "L", 0, 0);
+    cr_assert_str_eq(field_str(r, "status"), "NOT_GRANTED");
+    r = acquire(&h, "s2", "L", 5000, 42);
+    cr_assert_str_eq(field_str(r, "status"), "QUEUED");
+    cr_assert_eq(h.out.events_count, 0);
+    assert_int(release(&h, "s1", "L"), 0);
+    cr_assert_eq(h.out.events_count, 1);
+    cr_assert_eq(h.out.events[0].kind, LOCKS_EVENT_GRANTED);
+    cr_assert_eq(h.out.events[0].waiter_id, 42);
+    cr_assert_gt(h.out.events[0].token, first);
+    /* LOCK.CHECK and LOCK.INFO */
+    struct engine_reply rr;
+    struct engine_cmd c = {.type = ENGINE_LOCK_CHECK, .key = K("L"), .token = first};
+    engine_read(&h.e, &c, &rr);
+    cr_assert_eq(rr.kind, ENGINE_REPLY_INT);
+    cr_assert_eq(rr.value, 0);
+    c.token = h.out.events[0].token;
+    engine_read(&h.e, &c, &rr);
+    cr_assert_eq(rr.value, 1);
+    c.type = ENGINE_LOCK_INFO;
+    engine_read(&h.e, &c, &rr);
+    cr_assert_eq(field(&rr, "holders"), 1);
+    cr_assert_str_eq(field_str(&rr, "kind"), "EXCLUSIVE");
+    assert_err(read_cmd(&h, ENGINE_LOCK_INFO, "nope"), SM_E_NOTFOUND);
+    engine_free(&h.e);
+}
+
+Test(engine_locks, acquire_replays_the_same_grant)
+{
+    struct harness h;
+    harness_init(&h);
+    assert_int(session(&h, "s1", 10000), h.now_ms + 10000);
+    struct engine_cmd c = {.type = ENGINE_LOCK_ACQUIRE,
+                           .request_id = K("acq-1"),
+                           .key = K("s1"),
+                           .key2 = K("L"),
+                           .lock_type = LOCKS_EXCLUSIVE,
+                           .owner = 1};
+    int64_t token = field(run(&h, &c), "token");
+    const struct engine_reply *r = run(&h, &c);
+    cr_assert(r->replayed);
+    cr_assert_eq(field(r, "token"), token);
+    cr_assert_str_eq(field_str(r, "status"), "GRANTED");
+    engine_free(&h.e);
+}
+
+Test(engine_locks, session_expiry_on_tick_hands_the_lock_on)
+{
+    struct harness h;
+    harness_init(&h);
+    assert_int(session(&h, "s1", 1000), h.now_ms + 1000);
+    assert_int(session(&h, "s2", 100000), h.now_ms + 100000);
+    cr_assert_str_eq(field_str(acquire(&h, "s1", "L", 0, 0), "status"), "GRANTED");
+    cr_assert_str_eq(field_str(acquire(&h, "s2", "L", 50000, 7), "status"), "QUEUED");
+    struct engine_cmd hb = {.type = ENGINE_LOCK_HEARTBEAT, .key = K("s1")};
+    assert_int(run(&h, &hb), h.now_ms + 1000);
+    const struct engine_reply *r = tick(&h, h.now_ms + 2000);
+    cr_assert_eq(field(r, "lock_events"), 1);
+    cr_assert_eq(h.out.events_count, 1);
+    cr_assert_eq(h.out.events[0].waiter_id, 7);
+    cr_assert_eq(h.out.events[0].kind, LOCKS_EVENT_GRANTED);
+    assert_err(release(&h, "s1", "L"), SM_E_NOTFOUND);
+    engine_free(&h.e);
+}
+
+Test(engine_locks, renew_cancel_close_and_errors)
+{
+    struct harness h;
+    harness_init(&h);
+    assert_int(session(&h, "s1", 10000), h.now_ms + 10000);
+    assert_err(session(&h, "s1", 10000), SM_E_EXISTS);
+    assert_int(session(&h, "s2", 10000), h.now_ms + 10000);
+    cr_assert_str_eq(field_str(acquire(&h, "s1", "L", 0, 0), "status"), "GRANTED");
+    struct engine_cmd rn = {
+        .type = ENGINE_LOCK_RENEW, .key = K("s1"), .key2 = K("L"), .owner = 1, .num = 500};
+    assert_int(run(&h, &rn), h.now_ms + 500);
+    rn.key = K("s2");
+    rn.request_id = (struct engine_key){0}; /* a new request, not a replay with other args */
+    assert_err(run(&h, &rn), SM_E_NOTHELD);
+    cr_assert_str_eq(field_str(acquire(&h, "s2", "L", 5000, 9), "status"), "QUEUED");
+    struct engine_cmd cn = {.type = ENGINE_LOCK_CANCEL, .key = K("s2"), .waiter_id = 9};
+    assert_ok(run(&h, &cn));
+    cr_assert_eq(h.out.events_count, 1);
+    cr_assert_eq(h.out.events[0].kind, LOCKS_EVENT_CANCELLED);
+    struct engine_cmd sem = {.type = ENGINE_LOCK_ACQUIRE,
+                             .key = K("s2"),
+                             .key2 = K("L"),
+                             .lock_type = LOCKS_PERMIT,
+                             .permits = 2};
+    assert_err_msg(run(&h, &sem), SM_E_STATE, "the name is a lock of another kind");
+    struct engine_cmd cl = {.type = ENGINE_LOCK_SESSION_CLOSE, .key = K("s1")};
+    assert_ok(run(&h, &cl));
+    cl.request_id = (struct engine_key){0};
+    assert_err(run(&h, &cl), SM_E_NOTFOUND);
+    assert_err(acquire(&h, "nope", "L", 0, 0), SM_E_NOTFOUND);
+    engine_free(&h.e);
+}

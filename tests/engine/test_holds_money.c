@@ -1,0 +1,187 @@
+/* Unit tests of holds (prepare, commit, abort, their idempotence, empty rollback, suspension,
+ * expiry) and of money (open, deposit, withdraw, transfer, overdraft, overflow). */
+#include "engine_harness.h"
+
+static void stocked(struct harness *h)
+{
+    harness_init(h);
+    assert_ok(sku_create(h, "tv", 10, 0, 0));
+}
+
+static const struct engine_reply *hold_op(struct harness *h, enum engine_cmd_type t,
+                                          const char *txid)
+{
+    struct engine_cmd c = {.type = t, .key = K(txid)};
+    return run(h, &c);
+}
+
+static const char *hold_state(struct harness *h, const char *txid)
+{
+    const struct engine_reply *r = read_cmd(h, ENGINE_HOLD_GET, txid);
+    return r->kind == ENGINE_REPLY_ERR ? "NONE" : field_str(r, "state");
+}
+
+Test(holds, prepare_commit)
+{
+    struct harness h;
+    stocked(&h);
+    assert_ok(hold_prepare(&h, "tx1", "tv", 3, 1000));
+    cr_assert_eq(sku_field(&h, "tv", "reserved"), 3);
+    cr_assert_str_eq(hold_state(&h, "tx1"), "PREPARED");
+    cr_assert_eq(field(read_cmd(&h, ENGINE_HOLD_GET, "tx1"), "quantity"), 3);
+    assert_ok(hold_op(&h, ENGINE_HOLD_COMMIT, "tx1"));
+    cr_assert_eq(sku_field(&h, "tv", "sold"), 3);
+    cr_assert_eq(sku_field(&h, "tv", "reserved"), 0);
+    /* idempotent: again commit, and a repeated prepare, change nothing */
+    assert_ok(hold_op(&h, ENGINE_HOLD_COMMIT, "tx1"));
+    assert_ok(hold_prepare(&h, "tx1", "tv", 3, 1000));
+    cr_assert_eq(sku_field(&h, "tv", "sold"), 3);
+    assert_err_msg(hold_op(&h, ENGINE_HOLD_ABORT, "tx1"), SM_E_STATE, "COMMITTED");
+    engine_free(&h.e);
+}
+
+Test(holds, prepare_abort)
+{
+    struct harness h;
+    stocked(&h);
+    assert_ok(hold_prepare(&h, "tx1", "tv", 3, 1000));
+    assert_ok(hold_prepare(&h, "tx1", "tv", 3, 1000));
+    cr_assert_eq(sku_field(&h, "tv", "reserved"), 3);
+    assert_ok(hold_op(&h, ENGINE_HOLD_ABORT, "tx1"));
+    assert_ok(hold_op(&h, ENGINE_HOLD_ABORT, "tx1"));
+    cr_assert_eq(sku_field(&h, "tv", "available"), 10);
+    assert_err_msg(hold_op(&h, ENGINE_HOLD_COMMIT, "tx1"), SM_E_STATE, "ABORTED");
+    assert_err_msg(hold_prepare(&h, "tx1", "tv", 3, 1000), SM_E_STATE, "ABORTED");
+    engine_free(&h.e);
+}
+
+Test(holds, abort_of_unknown_is_remembered_so_a_late_prepare_fails)
+{
+    struct harness h;
+    stocked(&h);
+    assert_ok(hold_op(&h, ENGINE_HOLD_ABORT, "late"));
+    cr_assert_str_eq(hold_state(&h, "late"), "ABORTED");
+    assert_err_msg(hold_prepare(&h, "late", "tv", 1, 1000), SM_E_STATE, "ABORTED");
+    cr_assert_eq(sku_field(&h, "tv", "reserved"), 0);
+    /* Forgotten after the retention; then a prepare would succeed. */
+    tick(&h, h.now_ms + 1001);
+    cr_assert_str_eq(hold_state(&h, "late"), "NONE");
+    assert_ok(hold_prepare(&h, "late", "tv", 1, 1000));
+    engine_free(&h.e);
+}
+
+Test(holds, errors)
+{
+    struct harness h;
+    stocked(&h);
+    assert_err(hold_op(&h, ENGINE_HOLD_COMMIT, "nope"), SM_E_NOTFOUND);
+    assert_err_msg(hold_prepare(&h, "tx", "tv", 11, 1000), SM_E_SOLDOUT, "tv");
+    assert_err(hold_prepare(&h, "tx", "nope", 1, 1000), SM_E_NOTFOUND);
+    assert_err(read_cmd(&h, ENGINE_HOLD_GET, "tx"), SM_E_NOTFOUND);
+    engine_free(&h.e);
+}
+
+Test(holds, full_table_is_busy)
+{
+    struct harness h;
+    stocked(&h);
+    char name[16];
+    for (uint32_t i = 0; i < harness_config().holds_max; i++) {
+        snprintf(name, sizeof name, "t%u", i);
+        assert_ok(hold_op(&h, ENGINE_HOLD_ABORT, name));
+    }
+    assert_err(hold_op(&h, ENGINE_HOLD_ABORT, "more"), SM_E_BUSY);
+    assert_err(hold_prepare(&h, "more", "tv", 1, 100), SM_E_BUSY);
+    cr_assert_eq(sku_field(&h, "tv", "reserved"), 0);
+    engine_free(&h.e);
+}
+
+Test(holds, expire_on_tick_and_commit_after_deadline)
+{
+    struct harness h;
+    stocked(&h);
+    assert_ok(hold_prepare(&h, "a", "tv", 2, 100));
+    assert_ok(hold_prepare(&h, "b", "tv", 2, 100));
+    h.now_ms += 101;
+    assert_err_msg(hold_op(&h, ENGINE_HOLD_COMMIT, "a"), SM_E_STATE, "ABORTED");
+    const struct engine_reply *r = tick(&h, h.now_ms);
+    cr_assert_eq(field(r, "holds_expired"), 2);
+    cr_assert_str_eq(hold_state(&h, "b"), "ABORTED");
+    cr_assert_eq(sku_field(&h, "tv", "available"), 10);
+    assert_ok(hold_op(&h, ENGINE_HOLD_ABORT, "b"));
+    cr_assert_eq(sku_field(&h, "tv", "available"), 10);
+    engine_free(&h.e);
+}
+
+Test(money, open_deposit_withdraw_transfer)
+{
+    struct harness h;
+    harness_init(&h);
+    assert_ok(acct(&h, ENGINE_ACCOUNT_OPEN, "a", 0));
+    assert_ok(acct(&h, ENGINE_ACCOUNT_OPEN, "b", 100));
+    assert_err(acct(&h, ENGINE_ACCOUNT_OPEN, "a", 0), SM_E_EXISTS);
+    assert_int(acct(&h, ENGINE_ACCOUNT_DEPOSIT, "a", 500), 500);
+    assert_int(acct(&h, ENGINE_ACCOUNT_WITHDRAW, "a", 200), 300);
+    assert_err(acct(&h, ENGINE_ACCOUNT_WITHDRAW, "a", 301), SM_E_NOFUNDS);
+    assert_int(acct(&h, ENGINE_ACCOUNT_WITHDRAW, "b", 100), -100); /* overdraft */
+    assert_err(acct(&h, ENGINE_ACCOUNT_WITHDRAW, "b", 1), SM_E_NOFUNDS);
+    assert_ok(transfer(&h, "a", "b", 300));
+    cr_assert_eq(balance(&h, "a"), 0);
+    cr_assert_eq(balance(&h, "b"), 200);
+    assert_err(transfer(&h, "a", "b", 1), SM_E_NOFUNDS);
+    assert_err(transfer(&h, "a", "nope", 1), SM_E_NOTFOUND);
+    assert_err(transfer(&h, "nope", "a", 1), SM_E_NOTFOUND);
+    assert_err(acct(&h, ENGINE_ACCOUNT_DEPOSIT, "nope", 1), SM_E_NOTFOUND);
+    assert_err(read_cmd(&h, ENGINE_ACCOUNT_GET, "nope"), SM_E_NOTFOUND);
+    cr_assert_eq(field(read_cmd(&h, ENGINE_ACCOUNT_GET, "b"), "overdraft_cents"), 100);
+    const struct engine_reply *s = read_cmd(&h, ENGINE_STATS_GET, NULL);
+    cr_assert_eq(field(s, "deposits_total_cents"), 500);
+    cr_assert_eq(field(s, "withdrawals_total_cents"), 300);
+    engine_free(&h.e);
+}
+
+Test(money, bad_amounts_and_self_transfer_are_badarg)
+{
+    uint8_t buf[512];
+    size_t len;
+    struct engine_cmd c = {.type = ENGINE_ACCOUNT_DEPOSIT, .request_id = K("r"), .key = K("a")};
+    cr_assert_eq(engine_encode(&c, buf, sizeof buf, &len), SM_E_BADARG);
+    c.num = -5;
+    c.type = ENGINE_ACCOUNT_WITHDRAW;
+    cr_assert_eq(engine_encode(&c, buf, sizeof buf, &len), SM_E_BADARG);
+    c.type = ENGINE_ACCOUNT_OPEN;
+    cr_assert_eq(engine_encode(&c, buf, sizeof buf, &len), SM_E_BADARG);
+    c = (struct engine_cmd){.type = ENGINE_ACCOUNT_TRANSFER,
+                            .request_id = K("r"),
+                            .key = K("a"),
+                            .key2 = K("a"),
+                            .num = 1};
+    cr_assert_eq(engine_encode(&c, buf, sizeof buf, &len), SM_E_BADARG);
+}
+
+Test(money, overflow_is_refused)
+{
+    struct harness h;
+    harness_init(&h);
+    assert_ok(acct(&h, ENGINE_ACCOUNT_OPEN, "a", 0));
+    assert_ok(acct(&h, ENGINE_ACCOUNT_OPEN, "b", 0));
+    assert_int(acct(&h, ENGINE_ACCOUNT_DEPOSIT, "a", INT64_MAX), INT64_MAX);
+    assert_err(acct(&h, ENGINE_ACCOUNT_DEPOSIT, "b", 1), SM_E_OVERFLOW); /* the deposit total */
+    assert_int(acct(&h, ENGINE_ACCOUNT_WITHDRAW, "a", 10), INT64_MAX - 10);
+    assert_err(acct(&h, ENGINE_ACCOUNT_DEPOSIT, "a", 11), SM_E_OVERFLOW);
+    cr_assert_eq(balance(&h, "b"), 0);
+    engine_free(&h.e);
+}
+
+Test(money, full_table_is_busy)
+{
+    struct harness h;
+    harness_init(&h);
+    char name[16];
+    for (uint32_t i = 0; i < harness_config().accounts_max; i++) {
+        snprintf(name, sizeof name, "a%u", i);
+        assert_ok(acct(&h, ENGINE_ACCOUNT_OPEN, name, 0));
+    }
+    assert_err(acct(&h, ENGINE_ACCOUNT_OPEN, "more", 0), SM_E_BUSY);
+    engine_free(&h.e);
+}
