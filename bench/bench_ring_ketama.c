@@ -1,0 +1,265 @@
+/*
+ * ketama mode against libmemcached, same run, same keys: ketama_lookup (MD5 through libcrypto's
+ * EVP plus our prefix-table lookup) against memcached_generate_hash (libmemcached's own MD5 plus
+ * its binary search), both on one random 100-server list (the most libmemcached accepts).
+ * Prints medians of RUNS runs in ns per key and the ratio; the target is ratio > 1 (ours faster).
+ *
+ * Then the parts, to show where the time goes and why the MD5 call is what it is: three ways to
+ * get an MD5 out of OpenSSL 3 without deprecated calls, and the lookup alone (prefix table)
+ * against a plain binary search over the same continuum.
+ */
+#include <libmemcached/memcached.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "shardmart/ketama.h"
+
+#define SERVERS     100
+#define KEYS        1000000
+#define RUNS        7
+#define KEY_LEN_MAX 40
+
+static uint64_t rng_state = 0x6a09e667f3bcc908ULL;
+static uint64_t rng(void)
+{
+    rng_state ^= rng_state >> 12;
+    rng_state ^= rng_state << 25;
+    rng_state ^= rng_state >> 27;
+    return rng_state * 0x2545f4914f6cdd1dULL;
+}
+
+static double now_ns(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec * 1e9 + (double)t.tv_nsec;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median(double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof v[0], cmp_double);
+    return v[n / 2];
+}
+
+/* Keys: printable, 8..40 bytes, like "user:1234:cart" style memcached keys, in one buffer. */
+struct keys {
+    char *bytes;
+    uint32_t offset[KEYS + 1];
+    uint32_t hash[KEYS];
+};
+
+static void make_keys(struct keys *k)
+{
+    k->bytes = malloc((size_t)KEYS * KEY_LEN_MAX);
+    if (k->bytes == NULL)
+        abort();
+    uint32_t at = 0;
+    for (uint32_t i = 0; i < KEYS; i++) {
+        k->offset[i] = at;
+        uint32_t len = 8 + (uint32_t)(rng() % (KEY_LEN_MAX - 7));
+        for (uint32_t j = 0; j < len; j++)
+            k->bytes[at + j] = (char)('!' + rng() % 94);
+        at += len;
+    }
+    k->offset[KEYS] = at;
+}
+
+#define KEY(k, i)     ((k)->bytes + (k)->offset[i])
+#define KEY_LEN(k, i) ((size_t)((k)->offset[(i) + 1] - (k)->offset[i]))
+
+static memcached_st *make_libmemcached(const struct ketama_server *s)
+{
+    memcached_st *memc = memcached_create(NULL);
+    if (memc == NULL ||
+        memcached_behavior_set(memc, MEMCACHED_BEHAVIOR_KETAMA_WEIGHTED, 1) != MEMCACHED_SUCCESS)
+        abort();
+    for (int i = 0; i < SERVERS; i++)
+        if (memcached_server_add_with_weight(memc, s[i].host, s[i].port, s[i].weight) !=
+            MEMCACHED_SUCCESS)
+            abort();
+    return memc;
+}
+
+/* One timed pass of each contender; *sink keeps the compiler from dropping the work. */
+static double pass_ours(const struct ketama *kt, struct ketama_hasher *h, const struct keys *k,
+                        uint32_t *out)
+{
+    double t = now_ns();
+    for (uint32_t i = 0; i < KEYS; i++)
+        if (ketama_lookup(kt, h, KEY(k, i), KEY_LEN(k, i), &out[i]) != 0)
+            abort();
+    return (now_ns() - t) / KEYS;
+}
+
+static double pass_libmemcached(const memcached_st *memc, const struct keys *k, uint32_t *out)
+{
+    double t = now_ns();
+    for (uint32_t i = 0; i < KEYS; i++)
+        out[i] = memcached_generate_hash(memc, KEY(k, i), KEY_LEN(k, i));
+    return (now_ns() - t) / KEYS;
+}
+
+static void head_to_head(const struct ketama *kt, struct ketama_hasher *h, const memcached_st *memc,
+                         const struct keys *k)
+{
+    static uint32_t ours_out[KEYS], theirs_out[KEYS];
+    double ours[RUNS], theirs[RUNS];
+    for (int r = 0; r < RUNS; r++) {
+        /* Alternate who goes first so drift on a shared machine hits both alike. */
+        if (r % 2 == 0) {
+            ours[r] = pass_ours(kt, h, k, ours_out);
+            theirs[r] = pass_libmemcached(memc, k, theirs_out);
+        } else {
+            theirs[r] = pass_libmemcached(memc, k, theirs_out);
+            ours[r] = pass_ours(kt, h, k, ours_out);
+        }
+    }
+    uint32_t differ = 0;
+    for (uint32_t i = 0; i < KEYS; i++)
+        differ += ours_out[i] != theirs_out[i];
+    double o = median(ours, RUNS), t = median(theirs, RUNS);
+    printf("key -> server, %d servers, %d keys of 8..%d bytes, median of %d runs:\n", SERVERS, KEYS,
+           KEY_LEN_MAX, RUNS);
+    printf("  shardmart ketama_lookup               %7.1f ns/op\n", o);
+    printf("  libmemcached memcached_generate_hash  %7.1f ns/op\n", t);
+    printf("  ratio libmemcached/shardmart          %7.2fx  (target > 1: %s)\n", t / o,
+           t > o ? "met" : "NOT met");
+    printf("  keys placed differently               %7u\n", differ);
+}
+
+typedef void (*md5_fn)(EVP_MD_CTX *ctx, const EVP_MD *md, const void *key, size_t len,
+                       unsigned char *digest);
+
+static void md5_reused_ctx(EVP_MD_CTX *ctx, const EVP_MD *md, const void *key, size_t len,
+                           unsigned char *digest)
+{
+    unsigned int n;
+    if (!EVP_DigestInit_ex2(ctx, md, NULL) || !EVP_DigestUpdate(ctx, key, len) ||
+        !EVP_DigestFinal_ex(ctx, digest, &n))
+        abort();
+}
+
+static void md5_evp_digest(EVP_MD_CTX *ctx, const EVP_MD *md, const void *key, size_t len,
+                           unsigned char *digest)
+{
+    (void)ctx;
+    unsigned int n;
+    if (!EVP_Digest(key, len, digest, &n, md, NULL))
+        abort();
+}
+
+static void md5_evp_q_digest(EVP_MD_CTX *ctx, const EVP_MD *md, const void *key, size_t len,
+                             unsigned char *digest)
+{
+    (void)ctx;
+    (void)md;
+    size_t n;
+    if (!EVP_Q_digest(NULL, "MD5", NULL, key, len, digest, &n))
+        abort();
+}
+
+static double time_md5(md5_fn fn, EVP_MD_CTX *ctx, const EVP_MD *md, const struct keys *k)
+{
+    double runs[RUNS];
+    unsigned char digest[16];
+    uint32_t sink = 0;
+    for (int r = 0; r < RUNS; r++) {
+        double t = now_ns();
+        for (uint32_t i = 0; i < KEYS; i += 4) {
+            fn(ctx, md, KEY(k, i), KEY_LEN(k, i), digest);
+            sink += digest[0];
+        }
+        runs[r] = (now_ns() - t) / (KEYS / 4);
+    }
+    if (sink == 1)
+        printf(" ");
+    return median(runs, RUNS);
+}
+
+/* libmemcached's search, for comparison: lower bound over the sorted points, wrap at the end. */
+static uint32_t bisect(const struct ketama *kt, uint32_t hash)
+{
+    uint32_t lo = 0, hi = kt->points_count;
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        if ((uint32_t)(kt->points[mid] >> 32) < hash)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return (uint32_t)kt->points[lo == kt->points_count ? 0 : lo];
+}
+
+static void parts(const struct ketama *kt, struct ketama_hasher *h, struct keys *k)
+{
+    EVP_MD *md = EVP_MD_fetch(NULL, "MD5", NULL);
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    if (md == NULL || ctx == NULL)
+        abort();
+    printf("parts, medians of %d runs:\n", RUNS);
+    printf("  MD5, reused EVP_MD_CTX (ours)         %7.1f ns/op\n",
+           time_md5(md5_reused_ctx, ctx, md, k));
+    printf("  MD5, EVP_Digest with a fetched MD     %7.1f ns/op\n",
+           time_md5(md5_evp_digest, ctx, md, k));
+    printf("  MD5, EVP_Q_digest                     %7.1f ns/op\n",
+           time_md5(md5_evp_q_digest, ctx, md, k));
+    EVP_MD_CTX_free(ctx);
+    EVP_MD_free(md);
+    for (uint32_t i = 0; i < KEYS; i++)
+        if (ketama_key_hash(h, KEY(k, i), KEY_LEN(k, i), &k->hash[i]) != 0)
+            abort();
+    double table[RUNS], search[RUNS];
+    uint32_t sink = 0;
+    for (int r = 0; r < RUNS; r++) {
+        double t = now_ns();
+        for (uint32_t i = 0; i < KEYS; i++)
+            sink += ketama_server_of_hash(kt, k->hash[i]);
+        table[r] = (now_ns() - t) / KEYS;
+        t = now_ns();
+        for (uint32_t i = 0; i < KEYS; i++)
+            sink -= bisect(kt, k->hash[i]);
+        search[r] = (now_ns() - t) / KEYS;
+    }
+    printf("  hash -> server, prefix table (ours)   %7.1f ns/op  (%u points, %u buckets)\n",
+           median(table, RUNS), kt->points_count, 1U << (32 - kt->bucket_shift));
+    uint32_t differ = 0;
+    for (uint32_t i = 0; i < KEYS; i++)
+        differ += ketama_server_of_hash(kt, k->hash[i]) != bisect(kt, k->hash[i]);
+    printf("  hash -> server, binary search         %7.1f ns/op  (%u answers differ%s)\n",
+           median(search, RUNS), differ, sink == 1 ? " " : "");
+}
+
+int main(void)
+{
+    static char names[SERVERS][32];
+    struct ketama_server s[SERVERS];
+    for (int i = 0; i < SERVERS; i++) {
+        snprintf(names[i], sizeof names[i], "10.%u.%u.%u", (unsigned)(rng() % 256),
+                 (unsigned)(rng() % 256), (unsigned)i);
+        s[i] = (struct ketama_server){names[i], (rng() & 1) ? 11211 : (uint16_t)(11212 + i),
+                                      (uint32_t)(1 + rng() % 1000)};
+    }
+    struct ketama kt;
+    struct ketama_hasher h;
+    if (ketama_init(&kt, s, SERVERS) != 0 || ketama_hasher_init(&h) != 0)
+        abort();
+    memcached_st *memc = make_libmemcached(s);
+    static struct keys k;
+    make_keys(&k);
+    head_to_head(&kt, &h, memc, &k);
+    parts(&kt, &h, &k);
+    memcached_free(memc);
+    ketama_hasher_free(&h);
+    ketama_free(&kt);
+    free(k.bytes);
+    return 0;
+}
