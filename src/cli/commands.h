@@ -17,6 +17,10 @@ struct cli_command {
 extern const char cli_start_usage[];
 int cli_start(int argc, char **argv);
 
+/* `shardmart ring` (cmd_ring.c). */
+extern const char cli_ring_usage[];
+int cli_ring(int argc, char **argv);
+
 /* The table, terminated by an entry whose name is NULL. */
 extern const struct cli_command cli_commands[];
 

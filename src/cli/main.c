@@ -20,6 +20,7 @@ const struct cli_command cli_commands[] = {
     {"help", "list the commands, or explain one", help_usage, cmd_help},
     {"version", "print the version", version_usage, cmd_version},
     {"start", "start one node (RESP and HTTP)", cli_start_usage, cli_start},
+    {"ring", "plan placement: balance and movement for a sample cluster", cli_ring_usage, cli_ring},
     {NULL, NULL, NULL, NULL},
 };
 

@@ -115,6 +115,7 @@ struct fill {
     struct skip cap;            /* load < cap */
     uint32_t *point_first;      /* node_count + 1 offsets into point_list */
     uint32_t *point_list;
+    bool *fresh; /* per cell: filled by this call (so an exchange may move it) */
 };
 
 static void skip_delete_node(const struct skip *sk, const struct fill *f, uint32_t x)
@@ -147,9 +148,9 @@ static uint32_t skip_walk(const struct place *st, const struct skip *sk, uint32_
     }
 }
 
-static void fill_assign(struct place *st, const struct fill *f, uint32_t p, uint32_t r, uint32_t x)
+/* Deletes x from the skip lists it no longer belongs to after gaining a replica at slot r. */
+static void skip_update(const struct place *st, const struct fill *f, uint32_t r, uint32_t x)
 {
-    assign(st, p, r, x);
     if (st->load[x] == st->target[x]) {
         skip_delete_node(&f->target, f, x);
         skip_delete_node(&f->primary_target, f, x);
@@ -158,6 +159,46 @@ static void fill_assign(struct place *st, const struct fill *f, uint32_t p, uint
         skip_delete_node(&f->primary_target, f, x);
     if (st->load[x] == st->cap[x])
         skip_delete_node(&f->cap, f, x);
+}
+
+static void fill_assign(struct place *st, const struct fill *f, uint32_t p, uint32_t r, uint32_t x)
+{
+    assign(st, p, r, x);
+    f->fresh[(size_t)p * st->replicas + r] = true;
+    skip_update(st, f, r, x);
+}
+
+/* When no node under its cap fits partition p (they are all in p already: the end of a fill
+ * with a node whose share is close to one replica per partition), an exchange still can: a node
+ * z placed during this fill in another partition q moves to p's hole, and a node y under its cap
+ * takes z's place in q. Only cells filled by this call are touched, so no replica of the
+ * previous table moves. Returns false if no exchange exists. */
+static bool fill_by_exchange(struct place *st, const struct fill *f, uint32_t p, uint32_t r)
+{
+    uint32_t roomy[RING_NODES_MAX];
+    uint32_t roomy_count = 0;
+    for (uint32_t y = 0; y < st->pl->node_count; y++)
+        if (st->load[y] < st->cap[y])
+            roomy[roomy_count++] = y;
+    for (uint32_t k = 1; k < st->partitions && roomy_count; k++) {
+        uint32_t q = p + k < st->partitions ? p + k : p + k - st->partitions;
+        for (uint32_t r2 = 0; r2 < st->replicas; r2++) {
+            size_t c = (size_t)q * st->replicas + r2;
+            uint16_t z = st->pl->table[c];
+            if (!f->fresh[c] || z == HOLE || !fits(st, p, r, z, st->zones_strict))
+                continue;
+            for (uint32_t i = 0; i < roomy_count; i++) {
+                uint32_t y = roomy[i];
+                if (y == z || !fits(st, q, r2, y, st->zones_strict))
+                    continue;
+                assign(st, q, r2, y);
+                skip_update(st, f, r2, y);
+                fill_assign(st, f, p, r, z);
+                return true;
+            }
+        }
+    }
+    return false;
 }
 
 /* Tiers, strictest first: 0. under the target (the ceiling of the share) and, for a primary,
@@ -177,6 +218,8 @@ static void fill_hole(struct place *st, const struct fill *f, uint32_t p, uint32
             return;
         }
     }
+    if (fill_by_exchange(st, f, p, r))
+        return;
     for (int tier = 3; tier < 5; tier++) {
         uint32_t last = UINT32_MAX;
         for (uint32_t step = 0; step < st->ring->point_count; step++) {
@@ -202,8 +245,9 @@ static int fill_init(const struct place *st, struct fill *f)
     f->cap.next = malloc(((size_t)n + 1) * sizeof(uint32_t));
     f->point_first = calloc((size_t)nodes + 1, sizeof(uint32_t));
     f->point_list = malloc((size_t)n * sizeof(uint32_t));
+    f->fresh = calloc((size_t)st->partitions * st->replicas, sizeof(bool));
     if (!f->target.next || !f->primary_target.next || !f->cap.next || !f->point_first ||
-        !f->point_list)
+        !f->point_list || !f->fresh)
         return RING_E_NOMEM;
     for (uint32_t i = 0; i < n; i++)
         f->point_first[st->rank_of_slot[st->ring->point_owners[i]] + 1]++;
@@ -235,6 +279,30 @@ static void fill_free(struct fill *f)
     free(f->cap.next);
     free(f->point_first);
     free(f->point_list);
+    free(f->fresh);
+}
+
+/* A node whose share is a replica in every partition (a node heavier than all others together,
+ * or alone in its zone with R zones) has no slack at all: the greedy walk, which may pass it by in
+ * early partitions, would leave it short and the last partitions with nowhere to go. So it takes
+ * its place first: the last hole of every partition that lacks it (the primary slot, if that is
+ * the only hole, so a primary can still be balanced by the walk when there is a choice). */
+static void place_saturated(struct place *st, const struct fill *f)
+{
+    for (uint32_t x = 0; x < st->pl->node_count; x++) {
+        if (st->target[x] < st->partitions)
+            continue;
+        for (uint32_t p = 0; p < st->partitions; p++) {
+            const uint16_t *row = row_of(st, p);
+            int hole = -1;
+            for (uint32_t r = 0; r < st->replicas; r++)
+                if (row[r] == HOLE)
+                    hole = (int)r;
+            if (hole >= 0 && st->load[x] < st->target[x] &&
+                fits(st, p, (uint32_t)hole, x, st->zones_strict))
+                fill_assign(st, f, p, (uint32_t)hole, x);
+        }
+    }
 }
 
 static int fill_holes(struct place *st)
@@ -248,6 +316,7 @@ static int fill_holes(struct place *st)
     struct fill f = {0};
     int err = fill_init(st, &f);
     if (err == RING_OK) {
+        place_saturated(st, &f);
         for (; c < cells; c++)
             if (st->pl->table[c] == HOLE)
                 fill_hole(st, &f, (uint32_t)(c / st->replicas), (uint32_t)(c % st->replicas));

@@ -203,6 +203,24 @@ Test(placement, share_capped_at_one_per_partition)
     ring_destroy(&ring);
 }
 
+/* Skewed weights: the heaviest node's share is a replica in every partition and the next one's
+ * close to it, which the greedy walk alone cannot honour at the end of a fill. */
+Test(placement, skewed_weights_keep_caps)
+{
+    int64_t weights[5] = {1, 2, 3, 4, 5};
+    struct ring ring;
+    make_ring(&ring, 5, 1, weights);
+    struct ring_placement pl, next;
+    place(&ring, NULL, 1024, 3, &pl);
+    cr_assert_float_eq(ring_placement_share(&pl, node_index(&pl, "node-4")), 1024.0, 1e-9);
+    check_valid(&pl, RING_EPSILON_DEFAULT);
+    cr_assert_eq(load_of(&pl, node_index(&pl, "node-4")), 1024);
+    check_add(&ring, &pl, 5, 1, &next);
+    ring_placement_destroy(&pl);
+    ring_placement_destroy(&next);
+    ring_destroy(&ring);
+}
+
 /* Zones of unequal size with R = #zones: each zone carries P replicas, so a node of a small zone
  * has a larger share; zones stay distinct in every partition. */
 Test(placement, unequal_zones)
