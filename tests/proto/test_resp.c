@@ -336,6 +336,8 @@ Test(resp_limits, request_bytes_at_and_past_the_bound)
 
     n = echo_of_size(buf, SM_REQUEST_BYTES_MAX + 1);
     cr_assert_eq(n, SM_REQUEST_BYTES_MAX + 1);
+    /* Whole in the buffer: refused too (the one-pass fast path defers to the checked one). */
+    cr_assert_eq(parse_once(buf, n, &req, &p), SM_E_TOOLARGE);
     /* Refused once the length line is in, before any payload is buffered. */
     cr_assert_eq(parse_once(buf, 24, &req, &p), SM_E_TOOLARGE);
     cr_assert_str_eq(resp_parser_message(&p),
@@ -364,4 +366,29 @@ Test(resp_limits, framing_counts_toward_the_bound)
     cr_assert_eq(parse_once(buf, n, &req, &p), SM_E_TOOLARGE);
     n = (size_t)sprintf((char *)buf, "*2\r\n$0\r\n\r\n$%d\r\n", SM_REQUEST_BYTES_MAX - 22);
     cr_assert_eq(parse_once(buf, n, &req, &p), 0, "exactly at the bound: waits for the payload");
+}
+
+Test(resp_limits, last_argument_crossing_the_bound)
+{
+    /* A first argument filling the request up to the bound, then "$1\r\nx\r\n" (7 bytes):
+     * exactly at the bound it passes, one byte more and it is refused, whole or in pieces. */
+    uint8_t *buf = malloc(SM_REQUEST_BYTES_MAX + 64);
+    cr_assert_not_null(buf);
+    static struct resp_parser p;
+    static struct resp_request req;
+    for (int extra = 0; extra <= 1; extra++) {
+        size_t total = SM_REQUEST_BYTES_MAX + (size_t)extra;
+        size_t payload = total - 4 - 12 - 7; /* "*2\r\n", "$NNNNNNN\r\n" + CRLF, last arg */
+        size_t n = (size_t)sprintf((char *)buf, "*2\r\n$%zu\r\n", payload);
+        memset(buf + n, 'v', payload);
+        n += payload;
+        n += (size_t)sprintf((char *)buf + n, "\r\n$1\r\nx\r\n");
+        cr_assert_eq(n, total);
+        int want = extra ? SM_E_TOOLARGE : (int)total;
+        cr_assert_eq(parse_once(buf, n, &req, &p), want, "whole, extra %d", extra);
+        cr_assert_eq(parse_once(buf, n - 1, &req, &p), extra ? SM_E_TOOLARGE : 0);
+        if (!extra)
+            cr_assert_eq(resp_request_parse(&p, buf, n, &req), want, "in two pieces");
+    }
+    free(buf);
 }
