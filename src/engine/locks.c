@@ -200,28 +200,47 @@ static uint32_t waiter_lookup(const struct locks *l, uint64_t waiter_id)
 
 static void tables_reset(struct locks *l)
 {
-    const struct locks_config *c = &l->config;
-    uint32_t rows = c->holds_max + c->waiters_max;
-    for (uint32_t i = 0; i < c->sessions_max; i++) {
-        memset(&l->sessions[i], 0, sizeof l->sessions[i]);
-        l->sessions[i].next_free = i + 1 < c->sessions_max ? i + 1 : NIL;
-    }
-    for (uint32_t i = 0; i < c->locks_max; i++) {
-        memset(&l->locks[i], 0, sizeof l->locks[i]);
-        l->locks[i].next_free = i + 1 < c->locks_max ? i + 1 : NIL;
-    }
-    for (uint32_t i = 0; i < rows; i++) {
-        memset(&l->entries[i], 0, sizeof l->entries[i]);
-        l->entries[i].sess_next = i + 1 < rows ? i + 1 : NIL;
-    }
+    /* Only rows below the high-water marks were ever written; the rest are still zero. */
+    memset(l->sessions, 0, (size_t)l->session_high * sizeof *l->sessions);
+    memset(l->locks, 0, (size_t)l->lock_high * sizeof *l->locks);
+    memset(l->entries, 0, (size_t)l->entry_high * sizeof *l->entries);
     sm_index_clear(&l->session_index);
     sm_index_clear(&l->lock_index);
     sm_index_clear(&l->waiter_index);
-    l->session_free = l->lock_free = l->entry_free = 0;
+    l->session_free = l->lock_free = l->entry_free = NIL;
+    l->session_high = l->lock_high = l->entry_high = 0;
     l->dirty_count = 0;
     l->session_count = l->lock_count = l->hold_count = l->waiter_count = 0;
     l->index_min = 1;
     l->expiry_min_ms = INT64_MAX;
+}
+
+/* A free row: the newest freed one, else the next never-used one; NIL when the table is full. */
+static uint32_t row_take(uint32_t *free_head, uint32_t *high, uint32_t max, uint32_t next_free)
+{
+    uint32_t r = *free_head;
+    if (r != NIL) {
+        *free_head = next_free;
+        return r;
+    }
+    if (*high >= max)
+        return NIL;
+    return (*high)++;
+}
+
+static bool session_row_free(const struct locks *l)
+{
+    return l->session_free != NIL || l->session_high < l->config.sessions_max;
+}
+
+static bool lock_row_free(const struct locks *l)
+{
+    return l->lock_free != NIL || l->lock_high < l->config.locks_max;
+}
+
+static bool entry_row_free(const struct locks *l)
+{
+    return l->entry_free != NIL || l->entry_high < l->config.holds_max + l->config.waiters_max;
 }
 
 int locks_init(struct locks *l, const struct locks_config *config)
@@ -268,14 +287,14 @@ void locks_free(struct locks *l)
 
 /* ---- rows and lists ----------------------------------------------------------------------- */
 
-/* Takes a free session row and indexes it; the caller checked session_free != NIL. */
+/* Takes a free session row and indexes it; the caller checked session_row_free(). */
 static uint32_t session_add(struct locks *l, const void *id, size_t len, int64_t ttl_ms,
                             int64_t expires_ms)
 {
-    uint32_t s = l->session_free;
+    uint32_t s = row_take(&l->session_free, &l->session_high, l->config.sessions_max,
+                          l->session_free != NIL ? l->sessions[l->session_free].next_free : NIL);
     ASSERT(s != NIL);
     struct locks_session *row = &l->sessions[s];
-    l->session_free = row->next_free;
     memset(row, 0, sizeof *row);
     memcpy(row->id, id, len);
     row->id_len = (uint8_t)len;
@@ -305,10 +324,10 @@ static void session_drop(struct locks *l, uint32_t s)
 static uint32_t lock_add(struct locks *l, const void *name, size_t len, uint8_t kind,
                          uint32_t permits)
 {
-    uint32_t k = l->lock_free;
+    uint32_t k = row_take(&l->lock_free, &l->lock_high, l->config.locks_max,
+                          l->lock_free != NIL ? l->locks[l->lock_free].next_free : NIL);
     ASSERT(k != NIL);
     struct locks_lock *lk = &l->locks[k];
-    l->lock_free = lk->next_free;
     memset(lk, 0, sizeof *lk);
     memcpy(lk->name, name, len);
     lk->name_len = (uint8_t)len;
@@ -350,10 +369,11 @@ static void mark_dirty(struct locks *l, uint32_t k)
 /* Takes a free entry row for session s and lock k, linked on the session's list. */
 static uint32_t entry_add(struct locks *l, uint32_t s, uint32_t k, uint8_t type, uint64_t owner)
 {
-    uint32_t e = l->entry_free;
+    uint32_t e =
+        row_take(&l->entry_free, &l->entry_high, l->config.holds_max + l->config.waiters_max,
+                 l->entry_free != NIL ? l->entries[l->entry_free].sess_next : NIL);
     ASSERT(e != NIL);
     struct locks_entry *row = &l->entries[e];
-    l->entry_free = row->sess_next;
     memset(row, 0, sizeof *row);
     row->session = s;
     row->lock = k;
@@ -567,7 +587,7 @@ int locks_session_open(struct locks *l, uint64_t index, int64_t now_ms, const vo
     uint32_t s = session_lookup(l, session, session_len);
     if (s != NIL) /* a lapsed session waits for the tick that ends it: retry after it */
         return l->sessions[s].expires_ms <= now_ms ? SM_E_TRYAGAIN : SM_E_EXISTS;
-    if (l->session_free == NIL)
+    if (!session_row_free(l))
         return SM_E_BUSY;
     *expires_ms = add_ms(now_ms, ttl_ms);
     session_add(l, session, session_len, ttl_ms, *expires_ms);
@@ -661,7 +681,7 @@ static int acquire_queue(struct locks *l, uint64_t index, int64_t now_ms, uint32
         return SM_E_EXISTS;
     if (a->type != LOCKS_PERMIT && waiter_exists(l, k, s, a->owner))
         return SM_E_EXISTS;
-    if (l->waiter_count >= l->config.waiters_max || l->entry_free == NIL)
+    if (l->waiter_count >= l->config.waiters_max || !entry_row_free(l))
         return SM_E_BUSY;
     uint32_t e = entry_add(l, s, k, (uint8_t)a->type, a->owner);
     struct locks_entry *row = &l->entries[e];
@@ -711,8 +731,8 @@ int locks_acquire(struct locks *l, uint64_t index, int64_t now_ms, const void *s
             return args->wait_ms == 0 ? (g->status = LOCKS_NOT_GRANTED, 0)
                                       : acquire_queue(l, index, now_ms, s, k, args, g);
     }
-    if (l->hold_count >= l->config.holds_max || l->entry_free == NIL ||
-        (k == NIL && l->lock_free == NIL))
+    if (l->hold_count >= l->config.holds_max || !entry_row_free(l) ||
+        (k == NIL && !lock_row_free(l)))
         return SM_E_BUSY;
     if (k == NIL)
         k = lock_add(l, name, name_len, kind, args->permits);
@@ -1035,7 +1055,7 @@ static int load_entry(struct locks *l, struct sm_rbuf *r, uint32_t k, uint32_t *
     if (!sm_rbuf_ok(r) || ordinal >= l->session_count || type < LOCKS_EXCLUSIVE ||
         type > LOCKS_PERMIT || kind_of(type) != l->locks[k].kind)
         return SM_E_CORRUPT;
-    if (l->entry_free == NIL)
+    if (!entry_row_free(l))
         return SM_E_BUSY;
     *e = entry_add(l, ordinal, k, type, owner);
     return 0;
@@ -1204,6 +1224,8 @@ static int check_sessions(const struct locks *l, char *why, size_t why_len)
         free_rows++;
     }
     CHECK(used == l->session_count, "session_count %u but %u rows used", l->session_count, used);
+    CHECK(l->session_high <= l->config.sessions_max, "session high-water %u", l->session_high);
+    free_rows += l->config.sessions_max - l->session_high;
     CHECK(used + free_rows == l->config.sessions_max, "session free list has %u rows", free_rows);
     CHECK(l->session_index.count == used, "session index has %u entries", l->session_index.count);
     return 0;
@@ -1318,6 +1340,8 @@ static int check_locks(const struct locks *l, uint32_t *holds, uint32_t *waits, 
         free_rows++;
     }
     CHECK(used == l->lock_count, "lock_count %u but %u rows used", l->lock_count, used);
+    CHECK(l->lock_high <= l->config.locks_max, "lock high-water %u", l->lock_high);
+    free_rows += l->config.locks_max - l->lock_high;
     CHECK(used + free_rows == l->config.locks_max, "lock free list has %u rows", free_rows);
     CHECK(l->lock_index.count == used, "lock index has %u entries", l->lock_index.count);
     return 0;
@@ -1347,6 +1371,8 @@ static int check_entries(const struct locks *l, char *why, size_t why_len)
         free_rows++;
     }
     CHECK(listed == used, "%u entries used but %u on session lists", used, listed);
+    CHECK(l->entry_high <= rows, "entry high-water %u", l->entry_high);
+    free_rows += rows - l->entry_high;
     CHECK(used + free_rows == rows, "entry free list has %u rows", free_rows);
     CHECK(used == l->hold_count + l->waiter_count, "%u entries used, counts say %u", used,
           l->hold_count + l->waiter_count);

@@ -134,7 +134,10 @@ struct locks {
     struct sm_index session_index;
     struct sm_index lock_index;
     struct sm_index waiter_index;
-    uint32_t session_free, lock_free, entry_free; /* free-list heads */
+    uint32_t session_free, lock_free, entry_free; /* free-list heads of rows freed once */
+    /* Rows at or above these were never used: free too, and still untouched memory, so the
+     * tables cost address space, not memory, until rows fill (a node has one per partition). */
+    uint32_t session_high, lock_high, entry_high;
     uint32_t dirty_count;
     uint32_t session_count, lock_count, hold_count, waiter_count;
     uint64_t index_min;    /* the next mutating call's index must be >= this */

@@ -37,6 +37,11 @@ void sm_index_free(struct sm_index *ix)
 
 void sm_index_clear(struct sm_index *ix)
 {
+    /* Deletion shifts entries back and zeroes the cell it frees, so an empty index has no
+     * non-zero cell: skipping the memset keeps a fresh index's pages untouched (calloc'ed
+     * address space costs no memory until rows arrive). */
+    if (ix->count == 0)
+        return;
     memset(ix->hashes, 0, ((size_t)ix->mask + 1) * sizeof *ix->hashes);
     ix->count = 0;
 }
