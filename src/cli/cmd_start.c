@@ -28,7 +28,20 @@ const char cli_start_usage[] =
     "                         (default 8388608, 65536..1073741824)\n"
     "  --idle-timeout-ms N    close connections silent this long (default 0 = never)\n"
     "  --partitions N         partitions of the key space (default 256, 1..65536)\n"
-    "  --ready-file PATH      write \"<resp port> <http port>\" there once listening\n";
+    "  --ready-file PATH      write \"<resp port> <http port>\" there once listening\n"
+    "  --fsync MODE           always (default): one fdatasync per batch before any reply;\n"
+    "                         every:<ms>: replies after the write, fdatasync at most <ms>\n"
+    "                         apart (a crash of the machine loses up to <ms> of writes);\n"
+    "                         never: benchmarks only, the OS decides\n"
+    "  --repair               set a damaged log aside (a copy is kept) instead of refusing\n"
+    "                         to start\n"
+    "  --tick-ms N            how often engine time advances (default 100, 1..10000)\n"
+    "  --skus-max N           SKUs per partition (default 65536)\n"
+    "  --orders-max N         open and retained orders per partition (default 1000000)\n"
+    "  --accounts-max N       accounts per partition (default 65536)\n"
+    "  --holds-max N          holds per partition (default 65536)\n"
+    "  --request-ids-max N    request ids remembered per partition (default 1000000)\n"
+    "Tables are allocated at start as address space; memory is used as rows fill.\n";
 
 /* Parses a decimal integer within [lo, hi]; false for anything else. */
 static bool parse_range(const char *s, long long lo, long long hi, long long *out)
@@ -57,6 +70,12 @@ static const struct num_flag num_flags[] = {
     {"--output-max", SM_OUTPUT_BYTES_MIN, SM_OUTPUT_BYTES_MAX},
     {"--idle-timeout-ms", 0, 24LL * 3600 * 1000},
     {"--partitions", 1, SM_PARTITIONS_MAX},
+    {"--tick-ms", 1, 10000},
+    {"--skus-max", 1, 1LL << 30},
+    {"--orders-max", 1, 1LL << 30},
+    {"--accounts-max", 1, 1LL << 30},
+    {"--holds-max", 1, 1LL << 30},
+    {"--request-ids-max", 1, 1LL << 30},
 };
 
 static void set_num(struct server_config *cfg, const char *name, long long v)
@@ -75,6 +94,36 @@ static void set_num(struct server_config *cfg, const char *name, long long v)
         cfg->idle_timeout_ms = (uint32_t)v;
     else if (strcmp(name, "--partitions") == 0)
         cfg->partitions = (uint32_t)v;
+    else if (strcmp(name, "--tick-ms") == 0)
+        cfg->tick_ms = (uint32_t)v;
+    else if (strcmp(name, "--skus-max") == 0)
+        cfg->engine.skus_max = (uint32_t)v;
+    else if (strcmp(name, "--orders-max") == 0)
+        cfg->engine.orders_max = cfg->engine.limit_rows_max = (uint32_t)v;
+    else if (strcmp(name, "--accounts-max") == 0)
+        cfg->engine.accounts_max = (uint32_t)v;
+    else if (strcmp(name, "--holds-max") == 0)
+        cfg->engine.holds_max = (uint32_t)v;
+    else if (strcmp(name, "--request-ids-max") == 0)
+        cfg->engine.request_ids_max = (uint32_t)v;
+}
+
+/* --fsync always | every:<ms> | never */
+static bool parse_fsync(struct server_config *cfg, const char *value)
+{
+    long long ms;
+    if (!value)
+        return false;
+    if (strcmp(value, "always") == 0)
+        cfg->sync_mode = WAL_SYNC_ALWAYS;
+    else if (strcmp(value, "never") == 0)
+        cfg->sync_mode = WAL_SYNC_NEVER;
+    else if (strncmp(value, "every:", 6) == 0 && parse_range(value + 6, 1, 60000, &ms)) {
+        cfg->sync_mode = WAL_SYNC_EVERY;
+        cfg->fsync_every_ms = (uint32_t)ms;
+    } else
+        return false;
+    return true;
 }
 
 /* One flag and its value at argv[i], argv[i+1]. 1 when consumed, 0 when unknown, -1 when bad. */
@@ -92,6 +141,15 @@ static int parse_flag(struct server_config *cfg, const char *flag, const char *v
         }
         set_num(cfg, flag, v);
         return 1;
+    }
+    if (strcmp(flag, "--fsync") == 0) {
+        if (parse_fsync(cfg, value))
+            return 1;
+        fprintf(stderr,
+                "shardmart start: --fsync takes always, every:<ms> (1..60000) or never, "
+                "got '%s'\n",
+                value ? value : "");
+        return -1;
     }
     const char **dst = NULL;
     if (strcmp(flag, "--bind") == 0)
@@ -122,6 +180,10 @@ int cli_start(int argc, char **argv)
     struct server_config cfg;
     server_config_defaults(&cfg);
     for (int i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "--repair") == 0) {
+            cfg.repair = true;
+            continue;
+        }
         int rc = parse_flag(&cfg, argv[i], i + 1 < argc ? argv[i + 1] : NULL);
         if (rc < 0)
             return 2;

@@ -15,22 +15,7 @@
 #include "node/node.h"
 #include "util/error.h"
 
-enum command_flags {
-    CMD_NOAUTH = 1 << 0,   /* allowed before AUTH */
-    CMD_READONLY = 1 << 1, /* never changes state */
-    CMD_WRITE = 1 << 2,    /* produces a log record */
-    CMD_ADMIN = 1 << 3,
-};
-
-typedef int (*command_fn)(struct node *n, struct node_client *c, const struct resp_request *req,
-                          struct resp_encoder *out);
-
-struct command {
-    const char *name; /* upper case, as COMMAND lists it */
-    int arity;
-    uint32_t flags;
-    command_fn fn;
-};
+#include "node/command.h"
 
 static int cmd_ping(struct node *n, struct node_client *c, const struct resp_request *req,
                     struct resp_encoder *out);
@@ -66,17 +51,24 @@ static const struct command commands[] = {
     {"INFO", -1, CMD_READONLY, cmd_info},
 };
 
-#define COMMANDS_COUNT (sizeof commands / sizeof commands[0])
+#define CONN_COMMANDS_COUNT ((uint32_t)(sizeof commands / sizeof commands[0]))
+#define COMMANDS_COUNT      (CONN_COMMANDS_COUNT + trade_commands_count)
+
+/* Row i of the two tables seen as one: connection commands first, then trading commands. */
+static const struct command *command_at(uint32_t i)
+{
+    ASSERT(i < COMMANDS_COUNT);
+    return i < CONN_COMMANDS_COUNT ? &commands[i] : &trade_commands[i - CONN_COMMANDS_COUNT];
+}
 
 uint32_t node_command_count(void)
 {
-    return (uint32_t)COMMANDS_COUNT;
+    return COMMANDS_COUNT;
 }
 
 const char *node_command_name(uint32_t i)
 {
-    ASSERT(i < COMMANDS_COUNT);
-    return commands[i].name;
+    return command_at(i)->name;
 }
 
 int node_init(struct node *n, const struct node_config *cfg, uint64_t now_ms)
@@ -115,12 +107,12 @@ void node_count_protocol_error(struct node *n)
     n->protocol_errors++;
 }
 
-/* Binary search would need a sorted table; a dozen rows scanned with a length check first is
- * as fast and keeps the table in the order a reader expects. */
+/* Binary search would need a sorted table; a few dozen rows scanned with a length check first
+ * is as fast and keeps the tables in the order a reader expects. */
 static int find_command(struct proto_slice name)
 {
     for (uint32_t i = 0; i < COMMANDS_COUNT; i++)
-        if (proto_slice_eq_nocase(name, commands[i].name))
+        if (proto_slice_eq_nocase(name, command_at(i)->name))
             return (int)i;
     return -1;
 }
@@ -157,7 +149,7 @@ int node_execute(struct node *n, struct node_client *c, const struct resp_reques
         n->unknown_commands++;
         return reply_unknown(out, req->argv[0]);
     }
-    const struct command *cmd = &commands[i];
+    const struct command *cmd = command_at((uint32_t)i);
     struct node_command_stats *st = &n->stats[i];
     st->calls++;
     if (!c->authenticated && !(cmd->flags & CMD_NOAUTH)) {
@@ -172,6 +164,10 @@ int node_execute(struct node *n, struct node_client *c, const struct resp_reques
     }
     size_t before = out->w->len;
     int rc = cmd->fn(n, c, req, out);
+    if (rc == SM_E_BUSY) {
+        st->calls--; /* not run: it runs again in the next batch and is counted then */
+        return rc;
+    }
     /* An error reply starts with '-'; count it without threading a flag through every handler. */
     if (rc == 0 && out->w->len > before && out->w->data[before] == '-')
         st->errors++;
@@ -407,7 +403,7 @@ static int cmd_command(struct node *n, struct node_client *c, const struct resp_
     if (req->argc == 1) {
         int rc = resp_put_array(out, (uint32_t)COMMANDS_COUNT);
         for (uint32_t i = 0; rc == 0 && i < COMMANDS_COUNT; i++)
-            rc = command_row(&commands[i], out);
+            rc = command_row(command_at(i), out);
         return rc;
     }
     struct proto_slice sub = req->argv[1];
@@ -421,7 +417,7 @@ static int cmd_command(struct node *n, struct node_client *c, const struct resp_
         int rc = resp_put_array(out, req->argc - 2);
         for (uint32_t i = 2; rc == 0 && i < req->argc; i++) {
             int row = find_command(req->argv[i]);
-            rc = row < 0 ? resp_put_null_array(out) : command_row(&commands[row], out);
+            rc = row < 0 ? resp_put_null_array(out) : command_row(command_at((uint32_t)row), out);
         }
         return rc;
     }

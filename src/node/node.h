@@ -56,8 +56,11 @@ struct node_command_stats {
 uint32_t node_command_count(void);
 const char *node_command_name(uint32_t i);
 
+struct store;
+
 struct node {
     struct node_config cfg;
+    struct store *store; /* the partitions and their log; borrowed; NULL: no trading commands */
     uint64_t clients_created;
     uint64_t started_ms; /* wall time at start, for INFO uptime */
     uint64_t now_ms;     /* the server's clock at the start of the current batch */
@@ -82,9 +85,11 @@ static inline void node_set_time(struct node *n, uint64_t now_ms)
 
 /*
  * Executes one parsed request and encodes its reply into out. An unknown command, a wrong number
- * of arguments or a missing AUTH is an error reply, never a failure of the call. Returns 0, or
+ * of arguments or a missing AUTH is an error reply, never a failure of the call. Returns 0;
  * SM_E_NOMEM when out has no room for the reply (the server's output bound): the caller then
- * closes the connection, since the reply of an executed command cannot be dropped silently.
+ * closes the connection, since the reply of an executed command cannot be dropped silently;
+ * SM_E_BUSY when this batch's log buffer is full: nothing was done, the caller keeps the request
+ * and runs it in the next batch.
  * An empty request (argc 0) produces no reply, as in Redis.
  */
 MUST_USE int node_execute(struct node *n, struct node_client *c, const struct resp_request *req,

@@ -17,6 +17,17 @@ void server_metrics_batch(struct server_metrics *m, uint32_t n)
     m->batch_requests_sum += n;
 }
 
+void server_metrics_fsync(struct server_metrics *m, uint64_t elapsed_ns)
+{
+    uint64_t us = elapsed_ns / 1000;
+    uint32_t bucket = 0;
+    while (bucket + 1 < SERVER_FSYNC_BUCKETS && (16ull << bucket) < us)
+        bucket++;
+    m->fsync_buckets[bucket]++;
+    m->fsync_count++;
+    m->fsync_sum_us += us;
+}
+
 static void put_metric(struct sm_wbuf *w, const char *name, const char *type, const char *help,
                        uint64_t value)
 {
@@ -53,6 +64,29 @@ static void put_batch_histogram(struct sm_wbuf *w, const struct server_metrics *
     int len = snprintf(line, sizeof line,
                        "shardmart_batch_requests_sum %llu\nshardmart_batch_requests_count %llu\n",
                        (unsigned long long)m->batch_requests_sum, (unsigned long long)m->batches);
+    sm_wbuf_put(w, line, (size_t)len);
+}
+
+static void put_fsync_histogram(struct sm_wbuf *w, const struct server_metrics *m)
+{
+    put_text(w, "# HELP shardmart_fsync_seconds Write + fdatasync of one batch.\n"
+                "# TYPE shardmart_fsync_seconds histogram\n");
+    uint64_t cumulative = 0;
+    char line[160];
+    for (uint32_t b = 0; b < SERVER_FSYNC_BUCKETS; b++) {
+        cumulative += m->fsync_buckets[b];
+        int len;
+        if (b + 1 < SERVER_FSYNC_BUCKETS)
+            len = snprintf(line, sizeof line, "shardmart_fsync_seconds_bucket{le=\"%.6f\"} %llu\n",
+                           (double)(16ull << b) / 1e6, (unsigned long long)cumulative);
+        else
+            len = snprintf(line, sizeof line, "shardmart_fsync_seconds_bucket{le=\"+Inf\"} %llu\n",
+                           (unsigned long long)cumulative);
+        sm_wbuf_put(w, line, (size_t)len);
+    }
+    int len = snprintf(line, sizeof line,
+                       "shardmart_fsync_seconds_sum %.6f\nshardmart_fsync_seconds_count %llu\n",
+                       (double)m->fsync_sum_us / 1e6, (unsigned long long)m->fsync_count);
     sm_wbuf_put(w, line, (size_t)len);
 }
 
@@ -97,6 +131,7 @@ static void render_metrics(const struct node *n, const struct server_metrics *m,
                m->bytes_written);
     put_command_counters(w, n);
     put_batch_histogram(w, m);
+    put_fsync_histogram(w, m);
 }
 
 int server_http_handle(const struct node *n, const struct server_metrics *m,

@@ -14,6 +14,8 @@
 
 /* Batch sizes are counted in power-of-two buckets: 1, 2, 4 ... 2^15 and more. */
 #define SERVER_BATCH_BUCKETS 17
+/* fsync latency buckets: 16 us, 32 us ... about 1 s, and more. */
+#define SERVER_FSYNC_BUCKETS 18
 
 struct server_metrics {
     uint64_t connections_accepted;
@@ -26,10 +28,16 @@ struct server_metrics {
     uint64_t batches;
     uint64_t batch_buckets[SERVER_BATCH_BUCKETS];
     uint64_t batch_requests_sum;
+    /* fsync latency (write + fdatasync of one batch) in power-of-two microsecond buckets. */
+    uint64_t fsync_buckets[SERVER_FSYNC_BUCKETS];
+    uint64_t fsync_count;
+    uint64_t fsync_sum_us;
 };
 
 /* Counts one batch of n requests. */
 void server_metrics_batch(struct server_metrics *m, uint32_t n);
+/* Counts one flush (write + fdatasync) that took elapsed_ns. */
+void server_metrics_fsync(struct server_metrics *m, uint64_t elapsed_ns);
 
 /* Answers one HTTP request into out: 200 for /healthz, /readyz and /metrics, 404 for other
  * paths, 405 for methods other than GET and HEAD. 0, or SM_E_NOMEM when the answer could not be

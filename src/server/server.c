@@ -26,6 +26,7 @@
 
 #include "limits.h"
 #include "node/node.h"
+#include "node/store.h"
 #include "proto/http.h"
 #include "proto/resp.h"
 #include "server/metrics.h"
@@ -48,6 +49,7 @@ struct conn {
     struct server *srv;
     struct conn *prev, *next; /* every open connection */
     struct conn *next_ready;  /* connections with input to parse, in arrival order */
+    struct conn *next_held;   /* connections whose replies wait for the batch's fsync */
     bool on_ready_list;
     bool more_parsed; /* stopped at pipeline_max with complete requests still waiting */
     bool is_http;
@@ -79,6 +81,20 @@ struct server {
     uint32_t conns_count;
     struct conn *ready_head, *ready_tail;
     struct node node;
+    struct store store;
+    bool store_open;
+    /* Group commit: at most one flush (write + fdatasync) in flight, on a libuv worker thread.
+     * Replies of the connections in `held` wait for it. */
+    bool flushing;
+    uv_work_t flush_work;
+    struct wal_flush flush;
+    int flush_result;
+    uint64_t batch_index_last; /* the last record of the batch being made durable */
+    uint64_t flush_started_ns;
+    struct conn *held;
+    uv_timer_t tick_timer;
+    bool tick_due;
+    uint64_t last_sync_ms; /* --fsync every:<ms> */
     struct server_metrics metrics;
     struct resp_request *request; /* one, reused: requests are executed as they are parsed */
     struct http_request *http_request;
@@ -105,6 +121,28 @@ void server_config_defaults(struct server_config *cfg)
     cfg->output_bytes_max = SM_OUTPUT_BYTES_DEFAULT;
     cfg->idle_timeout_ms = SM_IDLE_TIMEOUT_MS_DEFAULT;
     cfg->partitions = SM_PARTITIONS_DEFAULT;
+    cfg->sync_mode = WAL_SYNC_ALWAYS;
+    cfg->tick_ms = 100;
+    cfg->engine = (struct engine_config){
+        .skus_max = 65536,
+        .orders_max = 1000000,
+        .holds_max = 65536,
+        .accounts_max = 65536,
+        .limit_rows_max = 1000000,
+        .item_chunks_max = 262144,
+        .request_ids_max = 1000000,
+        .order_retention_ms = 3600 * 1000,
+        .hold_retention_ms = 3600 * 1000,
+        .locks =
+            {
+                .sessions_max = 1024,
+                .locks_max = 4096,
+                .holds_max = 4096,
+                .waiters_max = 1024,
+                .permits_max = 1024,
+                .reentry_max = 64,
+            },
+    };
 }
 
 static void on_batch_idle(uv_idle_t *h)
@@ -125,7 +163,8 @@ static void ready_push(struct server *s, struct conn *c)
     else
         s->ready_head = c;
     s->ready_tail = c;
-    uv_idle_start(&s->batch_idle, on_batch_idle);
+    if (!s->flushing)
+        uv_idle_start(&s->batch_idle, on_batch_idle);
 }
 
 /* ---- closing ------------------------------------------------------------------------------- */
@@ -343,9 +382,17 @@ static bool conn_run_resp(struct conn *c)
             conn_protocol_error(c, rc, resp_parser_message(c->resp));
             break;
         }
+        int done = node_execute(&s->node, &c->client, s->request, &enc);
+        if (done == SM_E_BUSY) {
+            /* The batch's log buffer is full: leave this request unconsumed (the parser starts
+             * it again from its first byte) and run it in the next batch. */
+            resp_parser_init(c->resp);
+            more = true;
+            break;
+        }
         used += (size_t)rc;
         executed++;
-        if (node_execute(&s->node, &c->client, s->request, &enc) != 0) {
+        if (done != 0) {
             fprintf(stderr,
                     "shardmart: client %llu: reply larger than the output bound; "
                     "closing it\n",
@@ -396,13 +443,109 @@ static bool conn_run_http(struct conn *c)
     return false;
 }
 
-/* One batch: every connection with input executes what it has, then the batch is released.
- * With the log in place, release waits for the batch's fsync. */
+/* Releases the replies of a finished batch and puts each connection back to work. */
+static void release_batch(struct server *s, struct conn *touched)
+{
+    for (struct conn *c = touched, *next; c; c = next) {
+        next = c->next_held;
+        c->next_held = NULL;
+        if (c->closing)
+            continue;
+        conn_release(c);
+        if (c->closing)
+            continue;
+        /* Only a connection cut off by pipeline_max or a full batch goes straight back on the
+         * list: one whose input ends in a partial request waits for more bytes instead. */
+        if (c->more_parsed && !c->close_after_write)
+            ready_push(s, c);
+        else
+            conn_resume_reading(c);
+        if (c->close_after_write && !c->writing && c->out.len == 0)
+            conn_close(c);
+    }
+}
+
+static void flush_start(struct server *s);
+
+/* The fsync thread: one pwritev and one fdatasync for the whole batch. */
+static void flush_work(uv_work_t *w)
+{
+    struct server *s = w->data;
+    const struct sm_fs *fs = &s->store.wal.fs;
+    int rc = 0;
+    if (s->flush.bytes > 0)
+        rc = fs->pwritev(fs->ctx, s->flush.fd, s->flush.iov, s->flush.iovcnt, s->flush.offset);
+    if (rc >= 0 && s->flush.sync)
+        rc = fs->fdatasync(fs->ctx, s->flush.fd);
+    s->flush_result = rc < 0 ? rc : 0;
+}
+
+static void flush_after(uv_work_t *w, int status)
+{
+    struct server *s = w->data;
+    s->flushing = false;
+    int rc = wal_flush_done(&s->store.wal, status < 0 ? status : s->flush_result);
+    server_metrics_fsync(&s->metrics, uv_hrtime() - s->flush_started_ns);
+    if (rc != 0) {
+        /* After a failed write or fsync nothing more may be acknowledged: the replies held for
+         * this batch are dropped with their connections, and the node refuses writes until it
+         * is restarted and recovers from what is really on disk. */
+        fprintf(stderr, "shardmart: the log failed (%s); refusing writes until restart\n",
+                uv_strerror(s->flush_result < 0 ? s->flush_result : status));
+        for (struct conn *c = s->held, *next; c; c = next) {
+            next = c->next_held;
+            conn_close(c);
+        }
+        s->held = NULL;
+        return;
+    }
+    if (wal_index_acked(&s->store.wal) < s->batch_index_last) {
+        flush_start(s); /* the batch crossed a segment boundary: write the rest */
+        return;
+    }
+    struct conn *held = s->held;
+    s->held = NULL;
+    release_batch(s, held);
+    if (s->ready_head || s->tick_due)
+        uv_idle_start(&s->batch_idle, on_batch_idle);
+}
+
+static void flush_start(struct server *s)
+{
+    /* --fsync every:<ms> writes each batch but syncs only when the last sync is that old. */
+    bool sync = true;
+    if (s->cfg->sync_mode == WAL_SYNC_EVERY) {
+        uint64_t now = uv_now(&s->loop);
+        sync = now - s->last_sync_ms >= s->cfg->fsync_every_ms;
+        if (sync)
+            s->last_sync_ms = now;
+    }
+    int rc = wal_flush_begin(&s->store.wal, sync, &s->flush);
+    if (rc != 0) {
+        s->flush_result = rc;
+        s->flush_work.data = s;
+        flush_after(&s->flush_work, SM_E_IO);
+        return;
+    }
+    s->flushing = true;
+    s->flush_started_ns = uv_hrtime();
+    s->flush_work.data = s;
+    uv_queue_work(&s->loop, &s->flush_work, flush_work, flush_after);
+}
+
+/* One batch: every connection with input executes what it has; the batch's records go to the
+ * log with one fsync, and only then are its replies, reads included, released. */
 static void run_batch(struct server *s)
 {
     struct conn *list = s->ready_head;
     s->ready_head = s->ready_tail = NULL;
-    node_set_time(&s->node, wall_ms());
+    uint64_t now = wall_ms();
+    node_set_time(&s->node, now);
+    if (s->store_open) {
+        store_set_time(&s->store, (int64_t)now);
+        if (s->tick_due && store_tick(&s->store) == 0)
+            s->tick_due = false;
+    }
     struct conn *touched = NULL;
     uint32_t batch = 0;
     for (struct conn *c = list, *next; c; c = next) {
@@ -415,34 +558,39 @@ static void run_batch(struct server *s)
         batch += (uint32_t)(s->metrics.requests - before);
         if (c->closing)
             continue;
-        c->next_ready = touched; /* reuse the link: the ready list was detached above */
+        c->next_held = touched;
         touched = c;
     }
     if (batch > 0)
         server_metrics_batch(&s->metrics, batch);
-    for (struct conn *c = touched, *next; c; c = next) {
-        next = c->next_ready;
-        conn_release(c);
-        if (c->closing)
-            continue;
-        /* Only a connection cut off by pipeline_max goes straight back on the list: one whose
-         * input ends in a partial request waits for more bytes instead of spinning. */
-        if (c->more_parsed && !c->close_after_write)
-            ready_push(s, c);
-        else
-            conn_resume_reading(c);
-        if (c->close_after_write && !c->writing && c->out.len == 0)
-            conn_close(c);
+    if (s->store_open && store_dirty(&s->store)) {
+        s->held = touched;
+        s->batch_index_last = wal_index_next(&s->store.wal) - 1;
+        flush_start(s);
+        return;
     }
+    release_batch(s, touched);
 }
 
 static void on_batch_check(uv_check_t *h)
 {
     struct server *s = h->data;
-    if (s->ready_head)
+    /* While a batch is being made durable the next one waits (its requests stay buffered), so
+     * replies always leave in the order the records were logged. */
+    if (!s->flushing && (s->ready_head || s->tick_due))
         run_batch(s);
-    if (!s->ready_head)
+    if (s->flushing || (!s->ready_head && !s->tick_due))
         uv_idle_stop(&s->batch_idle);
+}
+
+/* Time enters the engines only through tick records (DESIGN.md section 4): every tick interval
+ * the next batch starts with one. */
+static void on_tick_timer(uv_timer_t *t)
+{
+    struct server *s = t->data;
+    s->tick_due = true;
+    if (!s->flushing)
+        uv_idle_start(&s->batch_idle, on_batch_idle);
 }
 
 /* ---- accepting ----------------------------------------------------------------------------- */
@@ -607,9 +755,51 @@ static void write_ready_file(const struct server *s, int resp_port, int http_por
     rename(tmp, s->cfg->ready_file); /* atomic: a reader never sees half a line */
 }
 
+/* Recovers the partitions from the data directory and says what recovery found. */
+static int open_store(struct server *s)
+{
+    struct store_config sc = {
+        .partitions = s->cfg->partitions,
+        .engine = s->cfg->engine,
+        .dir = s->cfg->data_dir,
+        .sync_mode = s->cfg->sync_mode,
+        .repair = s->cfg->repair,
+    };
+    struct wal_recovery *report = calloc(1, sizeof *report);
+    if (!report)
+        return SM_E_NOMEM;
+    char why[WAL_PATH_BYTES + 256];
+    uint64_t t0 = uv_hrtime();
+    int rc = store_open(&s->store, &sc, report, why, sizeof why);
+    if (rc != 0) {
+        fprintf(stderr, "shardmart: cannot start: %s\n", why);
+        free(report);
+        return rc;
+    }
+    s->store_open = true;
+    if (report->torn)
+        fprintf(stderr, "shardmart: recovery cut a torn tail of %llu bytes at %s offset %llu\n",
+                (unsigned long long)report->torn_bytes, report->torn_path,
+                (unsigned long long)report->torn_offset);
+    if (report->repaired)
+        fprintf(stderr, "shardmart: repair set damage aside: %s (copy in %s)\n",
+                report->corrupt_path, report->repair_copy_path);
+    printf("shardmart: recovered %llu records after snapshot %llu in %.1f ms\n",
+           (unsigned long long)s->store.replayed,
+           (unsigned long long)(report->snapshot_found ? report->snapshot_index : 0),
+           (double)(uv_hrtime() - t0) / 1e6);
+    if (s->cfg->sync_mode == WAL_SYNC_NEVER)
+        fprintf(stderr, "shardmart: WARNING: --fsync never: acknowledged writes are lost on a "
+                        "machine crash. For benchmarks only.\n");
+    free(report);
+    return 0;
+}
+
 static int server_start(struct server *s, int *resp_port, int *http_port)
 {
     int rc = open_data_dir(s);
+    if (rc == 0)
+        rc = open_store(s);
     if (rc != 0)
         return rc;
     struct node_config ncfg = {
@@ -623,6 +813,7 @@ static int server_start(struct server *s, int *resp_port, int *http_port)
     };
     if (node_init(&s->node, &ncfg, wall_ms()) != 0)
         return SM_E_NOMEM;
+    s->node.store = &s->store;
     rc = listen_on(s, &s->resp_listener, "RESP", resp_port);
     if (rc == 0 && s->http_enabled)
         rc = listen_on(s, &s->http_listener, "HTTP", http_port);
@@ -638,6 +829,9 @@ static int server_start(struct server *s, int *resp_port, int *http_port)
     uv_timer_init(&s->loop, &s->idle_timer);
     s->idle_timer.data = s;
     uv_timer_start(&s->idle_timer, on_idle_timer, 1000, 1000);
+    uv_timer_init(&s->loop, &s->tick_timer);
+    s->tick_timer.data = s;
+    uv_timer_start(&s->tick_timer, on_tick_timer, s->cfg->tick_ms, s->cfg->tick_ms);
     uv_signal_init(&s->loop, &s->sigint);
     uv_signal_init(&s->loop, &s->sigterm);
     s->sigint.data = s->sigterm.data = s;
@@ -675,6 +869,13 @@ int server_run(const struct server_config *cfg)
         (void)uv_loop_close(&s->loop);
     }
     node_free(&s->node);
+    if (s->store_open) {
+        /* Records of a batch cut short by the shutdown were never acknowledged; syncing them
+         * is harmless and makes a restart replay exactly what the engines hold now. */
+        if (store_sync(&s->store) != 0)
+            fprintf(stderr, "shardmart: final log sync failed\n");
+        store_close(&s->store);
+    }
     if (s->lock_fd >= 0)
         close(s->lock_fd);
     free(s->request);

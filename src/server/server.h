@@ -21,7 +21,9 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "engine/engine.h"
 #include "util/assert.h"
+#include "wal/wal.h"
 
 struct server_config {
     const char *bind_host; /* "127.0.0.1" unless told otherwise */
@@ -35,6 +37,11 @@ struct server_config {
     uint32_t idle_timeout_ms; /* 0 = never */
     uint32_t partitions;
     const char *ready_file; /* if set, "resp_port http_port\n" is written there once listening */
+    enum wal_sync_mode sync_mode; /* --fsync always (default) | every:<ms> | never */
+    uint32_t fsync_every_ms;      /* with WAL_SYNC_EVERY */
+    bool repair;                  /* --repair: set corruption aside instead of refusing */
+    uint32_t tick_ms;             /* how often time advances in the engines */
+    struct engine_config engine;  /* capacities of every partition */
 };
 
 /* Fills cfg with the defaults of `shardmart start`. */

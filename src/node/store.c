@@ -1,0 +1,328 @@
+/*
+ * P engines behind one write-ahead log (see store.h for the record and snapshot layouts).
+ */
+#include "node/store.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "shardmart/ring.h"
+#include "util/buf.h"
+#include "util/error.h"
+
+#define SNAPSHOT_MAGIC      "SMSNAP01"
+#define RECORD_PREFIX_BYTES 2
+
+uint32_t store_partition(const struct store *s, const void *key, size_t len)
+{
+    uint32_t p = 0;
+    int rc = ring_key_partition(key, len, s->partitions, &p);
+    ASSERT(rc == 0); /* partitions was validated at open */
+    return p;
+}
+
+void store_set_time(struct store *s, int64_t now_ms)
+{
+    if (now_ms > s->now_ms)
+        s->now_ms = now_ms;
+}
+
+bool store_has_room(const struct store *s, size_t record_bytes)
+{
+    /* Half the batch buffer, so that a batch split at a segment boundary always fits too. */
+    uint64_t need =
+        (uint64_t)s->wal.buf_len + WAL_RECORD_HEADER_BYTES + RECORD_PREFIX_BYTES + record_bytes;
+    return need <= s->wal.config.batch_bytes / 2;
+}
+
+bool store_dirty(const struct store *s)
+{
+    return s->wal.buf_len > 0;
+}
+
+static int append(struct store *s, uint8_t type, const void *payload, uint32_t len)
+{
+    struct wal_record r = {
+        .type = type,
+        .epoch = s->epoch,
+        .index = wal_index_next(&s->wal),
+        .timestamp_us = (uint64_t)s->now_ms * 1000,
+        .payload = payload,
+        .len = len,
+    };
+    return wal_append(&s->wal, &r);
+}
+
+/* Applies one logged record to the engines (replay and the live path share this). */
+static int apply_record(struct store *s, uint8_t type, uint64_t index, int64_t now_ms,
+                        const uint8_t *payload, size_t len, struct engine_output *out)
+{
+    if (type == STORE_RECORD_TICK) {
+        uint8_t tick[SM_ENGINE_RECORD_BYTES_MAX];
+        size_t tick_len;
+        struct engine_cmd cmd = {.type = ENGINE_TICK};
+        int rc = engine_encode(&cmd, tick, sizeof tick, &tick_len);
+        ASSERT(rc == 0);
+        for (uint32_t p = 0; p < s->partitions; p++)
+            engine_apply(&s->engines[p], index, now_ms, tick, tick_len, out);
+        s->records_applied++;
+        return 0;
+    }
+    if (type != STORE_RECORD_ENGINE || len < RECORD_PREFIX_BYTES)
+        return SM_E_CORRUPT;
+    uint32_t p = (uint32_t)payload[0] | (uint32_t)payload[1] << 8;
+    if (p >= s->partitions)
+        return SM_E_CORRUPT;
+    engine_apply(&s->engines[p], index, now_ms, payload + RECORD_PREFIX_BYTES,
+                 len - RECORD_PREFIX_BYTES, out);
+    s->records_applied++;
+    return 0;
+}
+
+int store_mutate(struct store *s, uint32_t p, const struct engine_cmd *cmd,
+                 const struct engine_output **out)
+{
+    ASSERT(p < s->partitions);
+    size_t len;
+    int rc = engine_encode(cmd, s->scratch + RECORD_PREFIX_BYTES, SM_ENGINE_RECORD_BYTES_MAX, &len);
+    if (rc != 0)
+        return SM_E_BADARG;
+    if (!store_has_room(s, len))
+        return SM_E_BUSY;
+    s->scratch[0] = (uint8_t)p;
+    s->scratch[1] = (uint8_t)(p >> 8);
+    uint64_t index = wal_index_next(&s->wal);
+    rc = append(s, STORE_RECORD_ENGINE, s->scratch, (uint32_t)(len + RECORD_PREFIX_BYTES));
+    /* Room was checked and the record encoded: the only failure left is a poisoned log, after
+     * which nothing may be acknowledged again; stop before the state runs ahead of the log. */
+    if (rc != 0)
+        return rc;
+    engine_apply(&s->engines[p], index, s->now_ms, s->scratch + RECORD_PREFIX_BYTES, len,
+                 s->output);
+    s->records_applied++;
+    *out = s->output;
+    return 0;
+}
+
+void store_read(const struct store *s, uint32_t p, const struct engine_cmd *cmd,
+                struct engine_reply *out)
+{
+    ASSERT(p < s->partitions);
+    engine_read(&s->engines[p], cmd, out);
+}
+
+int store_tick(struct store *s)
+{
+    if (!store_has_room(s, 0))
+        return SM_E_BUSY;
+    uint64_t index = wal_index_next(&s->wal);
+    int rc = append(s, STORE_RECORD_TICK, NULL, 0);
+    if (rc != 0)
+        return rc;
+    return apply_record(s, STORE_RECORD_TICK, index, s->now_ms, NULL, 0, s->output);
+}
+
+int store_sync(struct store *s)
+{
+    uint64_t acked;
+    return wal_sync(&s->wal, &acked);
+}
+
+/* ---- snapshots ----------------------------------------------------------------------------- */
+
+static int snapshot_encode(const struct store *s, struct sm_wbuf *w)
+{
+    sm_wbuf_put(w, SNAPSHOT_MAGIC, 8);
+    sm_wbuf_u32(w, s->partitions);
+    for (uint32_t p = 0; p < s->partitions; p++) {
+        size_t at = w->len;
+        sm_wbuf_u64(w, 0); /* length, patched below */
+        int rc = engine_save(&s->engines[p], w);
+        if (rc != 0 || w->failed)
+            return rc ? rc : SM_E_NOMEM;
+        uint64_t n = w->len - at - 8;
+        for (int i = 0; i < 8; i++)
+            w->data[at + (size_t)i] = (uint8_t)(n >> (8 * i));
+    }
+    return w->failed ? SM_E_NOMEM : 0;
+}
+
+static int snapshot_decode(struct store *s, const uint8_t *data, uint64_t len)
+{
+    struct sm_rbuf r;
+    sm_rbuf_init(&r, data, len);
+    const uint8_t *magic = sm_rbuf_take(&r, 8);
+    uint32_t partitions = sm_rbuf_u32(&r);
+    if (!magic || memcmp(magic, SNAPSHOT_MAGIC, 8) != 0 || partitions != s->partitions)
+        return SM_E_CORRUPT;
+    for (uint32_t p = 0; p < partitions; p++) {
+        uint64_t n = sm_rbuf_u64(&r);
+        const uint8_t *bytes = sm_rbuf_take(&r, n);
+        if (!bytes || engine_load(&s->engines[p], bytes, n) != 0)
+            return SM_E_CORRUPT;
+    }
+    return sm_rbuf_left(&r) == 0 && sm_rbuf_ok(&r) ? 0 : SM_E_CORRUPT;
+}
+
+int store_snapshot(struct store *s)
+{
+    int rc = store_sync(s);
+    if (rc != 0)
+        return rc;
+    uint64_t index = wal_index_next(&s->wal) - 1;
+    if (index == 0)
+        return 0; /* nothing logged yet */
+    struct sm_wbuf w;
+    sm_wbuf_init(&w);
+    rc = snapshot_encode(s, &w);
+    struct wal_snapshot_writer sw;
+    if (rc == 0)
+        rc = wal_snapshot_begin(&s->wal, &sw, index, s->epoch);
+    if (rc == 0) {
+        rc = wal_snapshot_write(&sw, w.data, w.len);
+        rc = rc ? rc : wal_snapshot_finish(&sw);
+        if (rc != 0)
+            wal_snapshot_abort(&sw);
+    }
+    sm_wbuf_free(&w);
+    return rc ? rc : wal_compact(&s->wal);
+}
+
+/* ---- open and recovery --------------------------------------------------------------------- */
+
+static int engines_init(struct store *s, const struct store_config *cfg)
+{
+    s->engines = calloc(cfg->partitions, sizeof *s->engines);
+    if (!s->engines)
+        return SM_E_NOMEM;
+    for (uint32_t p = 0; p < cfg->partitions; p++) {
+        int rc = engine_init(&s->engines[p], &cfg->engine);
+        if (rc != 0) {
+            for (uint32_t q = 0; q < p; q++)
+                engine_free(&s->engines[q]);
+            free(s->engines);
+            s->engines = NULL;
+            return rc;
+        }
+    }
+    return 0;
+}
+
+static int replay(struct store *s, const struct wal_recovery *report, char *why, size_t why_cap)
+{
+    if (report->snapshot_found) {
+        uint8_t *data = NULL;
+        uint64_t len = 0;
+        int rc = wal_snapshot_load(&s->wal, report, &data, &len);
+        if (rc == 0)
+            rc = snapshot_decode(s, data, len);
+        free(data);
+        if (rc != 0) {
+            snprintf(why, why_cap, "snapshot %s does not load (%s)", report->snapshot_path,
+                     sm_strerror(rc));
+            return rc;
+        }
+    }
+    if (report->index_first > report->index_last)
+        return 0;
+    struct wal_iter it;
+    int rc = wal_iter_init(&it, &s->wal, report->index_first);
+    if (rc != 0) {
+        snprintf(why, why_cap, "log does not start at index %llu",
+                 (unsigned long long)report->index_first);
+        return rc;
+    }
+    struct wal_record r;
+    while ((rc = wal_iter_next(&it, &r)) == 1) {
+        int64_t ms = (int64_t)(r.timestamp_us / 1000);
+        store_set_time(s, ms);
+        rc = apply_record(s, r.type, r.index, ms, r.payload, r.len, s->output);
+        if (rc != 0) {
+            snprintf(why, why_cap, "log record %llu has an unknown type %u or partition",
+                     (unsigned long long)r.index, r.type);
+            break;
+        }
+        s->replayed++;
+        if (r.epoch > s->epoch)
+            s->epoch = r.epoch;
+    }
+    wal_iter_free(&it);
+    if (rc < 0 && why[0] == '\0')
+        snprintf(why, why_cap, "log unreadable during replay (%s)", sm_strerror(rc));
+    return rc < 0 ? rc : 0;
+}
+
+int store_open(struct store *s, const struct store_config *cfg, struct wal_recovery *report,
+               char *why, size_t why_cap)
+{
+    memset(s, 0, sizeof *s);
+    why[0] = '\0';
+    uint32_t probe;
+    if (ring_key_partition("k", 1, cfg->partitions, &probe) != 0) {
+        snprintf(why, why_cap, "partitions must be 1..%d", SM_PARTITIONS_MAX);
+        return SM_E_BADARG;
+    }
+    s->partitions = cfg->partitions;
+    s->scratch = malloc(RECORD_PREFIX_BYTES + SM_ENGINE_RECORD_BYTES_MAX);
+    s->output = calloc(1, sizeof *s->output);
+    int rc = (!s->scratch || !s->output) ? SM_E_NOMEM : engines_init(s, cfg);
+    if (rc != 0) {
+        snprintf(why, why_cap, "cannot allocate %u partitions (%s)", cfg->partitions,
+                 sm_strerror(rc));
+        goto fail;
+    }
+    struct wal_config wc = {
+        .dir = cfg->dir,
+        .fs = cfg->fs,
+        .segment_bytes = cfg->segment_bytes,
+        .sync_mode = cfg->sync_mode,
+        .repair = cfg->repair,
+    };
+    rc = wal_open(&s->wal, &wc, report);
+    if (rc != 0) {
+        if (report->corrupt)
+            snprintf(why, why_cap,
+                     "corrupt log: %s at offset %llu: %s (start with --repair to "
+                     "set the damage aside)",
+                     report->corrupt_path, (unsigned long long)report->corrupt_offset,
+                     report->corrupt_reason);
+        else
+            snprintf(why, why_cap, "cannot open the log in %s (%s)", cfg->dir, sm_strerror(rc));
+        goto fail;
+    }
+    s->wal_open = true;
+    rc = replay(s, report, why, why_cap);
+    if (rc != 0)
+        goto fail;
+    return 0;
+fail:
+    store_close(s);
+    return rc;
+}
+
+void store_close(struct store *s)
+{
+    if (s->wal_open)
+        wal_close(&s->wal);
+    if (s->engines) {
+        for (uint32_t p = 0; p < s->partitions; p++)
+            engine_free(&s->engines[p]);
+        free(s->engines);
+    }
+    free(s->scratch);
+    free(s->output);
+    memset(s, 0, sizeof *s);
+}
+
+bool store_check(const struct store *s, char *why, size_t why_cap)
+{
+    char inner[256];
+    for (uint32_t p = 0; p < s->partitions; p++) {
+        if (!engine_check(&s->engines[p], inner, sizeof inner)) {
+            snprintf(why, why_cap, "partition %u: %s", p, inner);
+            return false;
+        }
+    }
+    return true;
+}

@@ -1,0 +1,108 @@
+/*
+ * The durable state of one node: P engines (one per partition) behind one write-ahead log.
+ *
+ * Why one log for all partitions: a batch of requests touches many partitions, and group commit
+ * wants one fdatasync per batch, not one per partition. Every record carries its partition, and
+ * the log's index (the node's LSN) is the index each engine sees: strictly increasing per engine,
+ * as the engine and its fencing tokens require.
+ *
+ *   log record (wal/, framed with CRC, index, epoch, time)
+ *     type STORE_RECORD_ENGINE: payload = partition (u16 LE) | engine record (engine/record.c)
+ *     type STORE_RECORD_TICK:   payload = empty; every partition applies an ENGINE_TICK at the
+ *                               record's index and time
+ *
+ * A mutation is applied to its engine before it is logged (the engine's reply is the reply the
+ * client gets once the batch is durable), so appending must not fail after applying: callers
+ * ask store_has_room() first, and a full batch ends the batch instead.
+ *
+ * Recovery (store_open): the newest valid snapshot (every partition's engine_save, framed as
+ * below) then every record after it, applied in order. Snapshots are written by a forked child
+ * (store_snapshot_fork), so the loop is paused only for the fork itself.
+ *
+ *   snapshot payload: magic "SMSNAP01" | partitions (u32) | per partition: length (u64) |
+ *                     engine_save bytes
+ */
+#ifndef SHARDMART_NODE_STORE_H
+#define SHARDMART_NODE_STORE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "engine/engine.h"
+#include "util/assert.h"
+#include "wal/wal.h"
+
+enum store_record_type {
+    STORE_RECORD_ENGINE = 1,
+    STORE_RECORD_TICK = 2,
+};
+
+struct store_config {
+    uint32_t partitions;          /* 1..SM_PARTITIONS_MAX */
+    struct engine_config engine;  /* every partition gets these capacities */
+    const char *dir;              /* the data directory (borrowed) */
+    const struct sm_fs *fs;       /* NULL = the real file system */
+    enum wal_sync_mode sync_mode; /* WAL_SYNC_ALWAYS unless told otherwise */
+    bool repair;                  /* recovery: set aside corruption instead of refusing */
+    uint64_t segment_bytes;       /* 0 = default */
+};
+
+struct store {
+    uint32_t partitions;
+    struct engine *engines;
+    struct wal wal;
+    bool wal_open;
+    uint64_t epoch;
+    int64_t now_ms; /* the batch's time, stamped on its records */
+    uint64_t records_applied;
+    uint8_t *scratch;             /* 2 + SM_ENGINE_RECORD_BYTES_MAX: the record being built */
+    struct engine_output *output; /* the last mutation's reply and events */
+    uint64_t replayed;            /* records replayed at open */
+};
+
+/* Opens the log in cfg->dir, loads the newest snapshot and replays the log after it. 0, or an
+ * SM_E_* with a one-line reason in why (SM_E_CORRUPT names the file and offset). report says
+ * what recovery found (torn tail cut, repairs). On error nothing needs closing. */
+MUST_USE int store_open(struct store *s, const struct store_config *cfg,
+                        struct wal_recovery *report, char *why, size_t why_cap);
+void store_close(struct store *s);
+
+/* The partition of a key (XXH3-64 + jump hash). */
+uint32_t store_partition(const struct store *s, const void *key, size_t len);
+
+/* Sets the time stamped on the records that follow (the batch's start). Time never goes back:
+ * an earlier value is ignored, so cluster time is monotonic across clock steps. */
+void store_set_time(struct store *s, int64_t now_ms);
+
+/* True when a record of up to record_bytes fits in the current batch. */
+bool store_has_room(const struct store *s, size_t record_bytes);
+
+/* Encodes cmd, applies it to partition p at the next log index, and appends it to the log.
+ * *out (owned by s, valid until the next call) gets the reply and events. 0, or SM_E_BADARG
+ * (cmd does not encode: nothing applied, nothing logged; the reply says why), or SM_E_BUSY (no
+ * room: nothing applied). */
+MUST_USE int store_mutate(struct store *s, uint32_t p, const struct engine_cmd *cmd,
+                          const struct engine_output **out);
+
+/* Answers a read from partition p. */
+void store_read(const struct store *s, uint32_t p, const struct engine_cmd *cmd,
+                struct engine_reply *out);
+
+/* Logs and applies one tick (every partition expires what is due at the batch time). SM_E_BUSY
+ * when the batch is full. */
+MUST_USE int store_tick(struct store *s);
+
+/* True when records were appended since the last flush. */
+bool store_dirty(const struct store *s);
+
+/* Blocking flush + fdatasync of the batch (tools, tests and shutdown); the server uses the wal's
+ * flush_begin/done on its fsync thread instead. */
+MUST_USE int store_sync(struct store *s);
+
+/* Writes a snapshot of every partition at the current index, synchronously. 0 or SM_E_*. */
+MUST_USE int store_snapshot(struct store *s);
+
+/* Checks every partition's invariants; false with the partition and reason in why. */
+bool store_check(const struct store *s, char *why, size_t why_cap);
+
+#endif
