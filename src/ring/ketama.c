@@ -57,14 +57,14 @@ int ketama_hasher_init(struct ketama_hasher *h)
     ASSERT(h != NULL);
     h->md = NULL;
     h->md_ctx = NULL;
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    if (ctx == NULL)
+        return KETAMA_E_NOMEM;
     /* Fetched once: EVP_md5() would look the implementation up again on every digest. */
     EVP_MD *md = EVP_MD_fetch(NULL, "MD5", NULL);
-    if (md == NULL)
+    if (md == NULL) {
+        EVP_MD_CTX_free(ctx);
         return KETAMA_E_CRYPTO;
-    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-    if (ctx == NULL) {
-        EVP_MD_free(md);
-        return KETAMA_E_NOMEM;
     }
     h->md = md;
     h->md_ctx = ctx;

@@ -5,6 +5,7 @@
  * server lists, is in test_ketama_libmemcached.c.
  */
 #include <criterion/criterion.h>
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -494,5 +495,85 @@ Test(ketama, free_is_idempotent)
     ketama_hasher_free(&h);
     cr_assert_eq(ketama_hasher_init(&h), 0);
     ketama_hasher_free(&h);
+    ketama_hasher_free(&h);
+}
+
+/* libcrypto failures, provoked through OpenSSL's allocator hook: once allocations fail, digests
+ * report KETAMA_E_CRYPTO and builds report KETAMA_E_NOMEM or KETAMA_E_CRYPTO, never a crash or
+ * a wrong answer; when allocations work again, so does everything. The hook passes everything
+ * through until this test sets a budget, and each Criterion test runs in its own process. */
+static int crypto_allocs_left = -1; /* -1: unlimited */
+
+static void *failing_malloc(size_t n, const char *file, int line)
+{
+    (void)file;
+    (void)line;
+    if (crypto_allocs_left == 0)
+        return NULL;
+    if (crypto_allocs_left > 0)
+        crypto_allocs_left--;
+    return malloc(n);
+}
+
+static void *failing_realloc(void *p, size_t n, const char *file, int line)
+{
+    (void)file;
+    (void)line;
+    if (crypto_allocs_left == 0)
+        return NULL;
+    return realloc(p, n);
+}
+
+static void plain_free(void *p, const char *file, int line)
+{
+    (void)file;
+    (void)line;
+    free(p);
+}
+
+/* The hook only takes before libcrypto's first allocation, so it goes in at load time. */
+static int crypto_hook_installed;
+__attribute__((constructor)) static void install_crypto_hook(void)
+{
+    crypto_hook_installed = CRYPTO_set_mem_functions(failing_malloc, failing_realloc, plain_free);
+}
+
+Test(ketama, crypto_and_memory_failures)
+{
+    cr_assert_eq(crypto_hook_installed, 1);
+    struct ketama_hasher h;
+    cr_assert_eq(ketama_hasher_init(&h), 0);
+    uint32_t hash, server;
+    cr_assert_eq(ketama_key_hash(&h, "abc", 3, &hash), 0);
+    struct ketama k;
+    build(&k, vector_servers, VECTOR_SERVERS);
+
+    crypto_allocs_left = 0;
+    cr_assert_eq(ketama_key_hash(&h, "abc", 3, &hash), KETAMA_E_CRYPTO);
+    cr_assert_eq(ketama_lookup(&k, &h, "abc", 3, &server), KETAMA_E_CRYPTO);
+    /* Setup allocates the context first (its one allocation failing is _NOMEM), then fetches
+     * the MD5 implementation (its first allocation failing is _CRYPTO); a build does the same. */
+    static const int want[2] = {KETAMA_E_NOMEM, KETAMA_E_CRYPTO};
+    for (int budget = 0; budget < 2; budget++) {
+        crypto_allocs_left = budget;
+        struct ketama_hasher h2;
+        cr_assert_eq(ketama_hasher_init(&h2), want[budget], "budget %d", budget);
+        crypto_allocs_left = budget;
+        struct ketama k2;
+        cr_assert_eq(ketama_init(&k2, vector_servers, VECTOR_SERVERS), want[budget]);
+        cr_assert_null(k2.points);
+    }
+    /* A budget that runs out later in the build also ends in _CRYPTO, with nothing left over. */
+    crypto_allocs_left = 2;
+    struct ketama k3;
+    cr_assert_eq(ketama_init(&k3, vector_servers, VECTOR_SERVERS), KETAMA_E_CRYPTO);
+    cr_assert_null(k3.points);
+
+    crypto_allocs_left = -1;
+    cr_assert_eq(ketama_key_hash(&h, "abc", 3, &hash), 0);
+    cr_assert_eq(hash, 0x98500190U);
+    cr_assert_eq(ketama_lookup(&k, &h, "VDEAAAAA", 8, &server), 0);
+    cr_assert_eq(server, (uint32_t)k.points[0]);
+    ketama_free(&k);
     ketama_hasher_free(&h);
 }
