@@ -376,6 +376,9 @@ void engine_apply(struct engine *e, uint64_t index, int64_t now_ms, const uint8_
     out->events_count = 0;
     out->reply.replayed = false;
     out->reply.fields_count = 0;
+    out->reply.value = 0;
+    out->reply.err = 0;
+    out->reply.msg_len = 0;
 
     struct engine_cmd cmd;
     if (engine_decode(rec, len, &cmd) != 0 || !engine_args_valid(&cmd)) {
