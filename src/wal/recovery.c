@@ -443,11 +443,13 @@ static int check_segments(struct wal *w, struct dir_listing *l, uint8_t *buf, ui
 {
     const uint64_t snap = rep->snapshot_index;
     uint32_t n = l->segments_count, start = 0;
+    int rc = wal_segments_reserve(w, n);
+    if (rc < 0)
+        return rc;
     while (start + 1 < n && l->segments[start + 1] <= snap + 1)
         start++;
     for (uint32_t i = 0; i < start; i++) /* covered by the snapshot: not read (rule 2) */
         w->segments[i] = (struct wal_segment){l->segments[i], l->segments[i + 1] - 1, 0};
-    int rc = 0;
     for (uint32_t i = start; i < n; i++) {
         uint64_t first = l->segments[i];
         uint64_t want = i == start ? snap + 1 : w->segments[i - 1].index_last + 1;
@@ -496,7 +498,9 @@ static int setup_tail(struct wal *w, struct wal_recovery *rep)
         /* No segment, or a log that ends before the snapshot: start afresh at snap + 1. */
         w->buf_new_segment = true;
         w->tail_offset = WAL_SEGMENT_HEADER_BYTES;
-        return 0;
+        if (w->segments_count + 1 > w->config.segments_max)
+            return SM_E_BUSY;
+        return wal_segments_reserve(w, w->segments_count + 1);
     }
     ASSERT(seg->size_bytes >= WAL_SEGMENT_HEADER_BYTES);
     w->offset_written = w->offset_synced = w->tail_offset = seg->size_bytes;
@@ -525,12 +529,11 @@ int wal_open(struct wal *w, const struct wal_config *config, struct wal_recovery
     if (cap < 256 * 1024)
         cap = 256 * 1024;
     uint8_t *scan = malloc(cap);
-    w->segments = calloc(w->config.segments_max, sizeof w->segments[0]);
     w->buf[0] = malloc(w->config.batch_bytes);
     w->buf[1] = malloc(w->config.batch_bytes);
     struct dir_listing l;
     memset(&l, 0, sizeof l);
-    if (!scan || !w->segments || !w->buf[0] || !w->buf[1]) {
+    if (!scan || !w->buf[0] || !w->buf[1]) {
         rc = SM_E_NOMEM;
         goto fail;
     }

@@ -228,6 +228,24 @@ static int poison(struct wal *w, int neg_errno)
     return SM_E_IO;
 }
 
+int wal_segments_reserve(struct wal *w, uint32_t n)
+{
+    ASSERT(n <= w->config.segments_max);
+    if (n <= w->segments_cap)
+        return 0;
+    uint32_t cap = w->segments_cap ? w->segments_cap : 16;
+    while (cap < n)
+        cap *= 2;
+    if (cap > w->config.segments_max)
+        cap = w->config.segments_max;
+    struct wal_segment *p = realloc(w->segments, (size_t)cap * sizeof *p);
+    if (!p)
+        return SM_E_NOMEM;
+    w->segments = p;
+    w->segments_cap = cap;
+    return 0;
+}
+
 uint64_t wal_index_acked(const struct wal *w)
 {
     return w->config.sync_mode == WAL_SYNC_NEVER ? w->index_written : w->index_durable;
@@ -252,8 +270,12 @@ int wal_append(struct wal *w, const struct wal_record *r)
         /* Proof that one boundary is enough: after a split every byte past it is in this batch,
          * so tail_offset <= header + batch_bytes <= header + segment_bytes / 2. */
         ASSERT(!w->split);
-        if (w->segments_count + (w->buf_new_segment ? 1u : 0u) + 1 > w->config.segments_max)
+        uint32_t need_segments = w->segments_count + (w->buf_new_segment ? 1u : 0u) + 1;
+        if (need_segments > w->config.segments_max)
             return SM_E_BUSY;
+        int rc = wal_segments_reserve(w, need_segments);
+        if (rc < 0)
+            return rc;
         if (w->buf_len > 0) {
             w->split = true;
             w->split_at = w->buf_len;
@@ -278,7 +300,7 @@ int wal_append(struct wal *w, const struct wal_record *r)
  * header, durably, name included. */
 static int segment_roll(struct wal *w, uint64_t index_first)
 {
-    ASSERT(w->segments_count < w->config.segments_max);
+    ASSERT(w->segments_count < w->segments_cap); /* reserved by wal_append */
     /* Contiguous, except after a snapshot that is newer than the whole log (see recovery.c). */
     ASSERT(w->segments_count == 0 ||
            w->segments[w->segments_count - 1].index_last + 1 == index_first ||

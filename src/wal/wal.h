@@ -122,8 +122,11 @@ struct wal {
     struct wal_config config; /* config.dir points at dir below */
     char dir[SM_WAL_DIR_BYTES_MAX + 1];
     struct sm_fs fs;
-    struct wal_segment *segments; /* SM_WAL_SEGMENTS_MAX entries, the first segments_count used */
+    /* The segment table grows (rarely: once per segment) up to config.segments_max, so an idle
+     * log costs a few hundred bytes, not the whole bound. */
+    struct wal_segment *segments;
     uint32_t segments_count;
+    uint32_t segments_cap;
     int fd;                  /* the last segment, open for appending; -1 when none is open */
     uint64_t offset_written; /* bytes of the last segment written */
     uint64_t offset_synced;  /* ... and made durable */
@@ -273,6 +276,9 @@ bool wal_segment_header_check(const uint8_t hdr[WAL_SEGMENT_HEADER_BYTES], uint6
  * SM_E_CORRUPT (*why), SM_E_IO. */
 MUST_USE int wal_snapshot_check(const struct sm_fs *fs, const char *path, uint64_t bytes_max,
                                 uint64_t *index, uint64_t *epoch, uint64_t *len, const char **why);
+
+/* Makes room for n entries in the segment table. SM_E_NOMEM. */
+MUST_USE int wal_segments_reserve(struct wal *w, uint32_t n);
 
 /* Copies src to dst durably (fsync of dst; the caller fsyncs the directory). Repair only. */
 MUST_USE int wal_copy_file(const struct sm_fs *fs, const char *src, const char *dst);
