@@ -21,6 +21,10 @@ int cli_start(int argc, char **argv);
 extern const char cli_ring_usage[];
 int cli_ring(int argc, char **argv);
 
+/* `shardmart wal` (cmd_wal.c). */
+extern const char cli_wal_usage[];
+int cli_wal(int argc, char **argv);
+
 /* The table, terminated by an entry whose name is NULL. */
 extern const struct cli_command cli_commands[];
 

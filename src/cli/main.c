@@ -21,6 +21,7 @@ const struct cli_command cli_commands[] = {
     {"version", "print the version", version_usage, cmd_version},
     {"start", "start one node (RESP and HTTP)", cli_start_usage, cli_start},
     {"ring", "plan placement: balance and movement for a sample cluster", cli_ring_usage, cli_ring},
+    {"wal", "check or print a log directory (verify, dump)", cli_wal_usage, cli_wal},
     {NULL, NULL, NULL, NULL},
 };
 
