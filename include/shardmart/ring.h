@@ -125,6 +125,13 @@ struct ring_node {
     uint32_t weight;
 };
 
+/* A virtual node. Hash and owner side by side: a lookup then touches one cache line of points
+ * (after the prefix table's), where parallel arrays cost one more miss. */
+struct ring_point {
+    uint64_t hash;
+    uint32_t owner; /* node slot */
+};
+
 /* The ring. Fields are read-only for callers; use the functions. Points are sorted by
  * (hash, owner id bytes), which is the deterministic tie-break when two nodes' points collide, so
  * every process that holds the same members agrees on every lookup whatever the order of adds. */
@@ -133,12 +140,11 @@ struct ring {
     uint32_t node_count;  /* present nodes */
     uint32_t slot_count;  /* slots in use or free, <= RING_NODES_MAX */
     uint32_t zone_count;  /* distinct zone labels among present nodes */
-    uint32_t point_count; /* entries of point_hashes / point_owners */
+    uint32_t point_count; /* entries of points */
     uint32_t point_capacity;
     struct ring_node *nodes;
-    uint64_t *point_hashes; /* sorted ascending */
-    uint32_t *point_owners; /* node slot of each point */
-    uint32_t *prefix;       /* 2^16 + 1 entries: first point whose hash >> 48 >= i */
+    struct ring_point *points; /* sorted by (hash, owner id bytes) */
+    uint32_t *prefix;          /* 2^16 + 1 entries: first point whose hash >> 48 >= i */
 };
 
 /* An empty ring. points_per_weight 0 means RING_POINTS_PER_WEIGHT_DEFAULT. Errors:

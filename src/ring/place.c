@@ -87,7 +87,7 @@ static uint32_t walk_node(const struct place *st, uint32_t p, uint32_t step)
 {
     uint32_t i = st->start[p] + step;
     uint32_t n = st->ring->point_count;
-    return st->rank_of_slot[st->ring->point_owners[i >= n ? i - n : i]];
+    return st->rank_of_slot[st->ring->points[i >= n ? i - n : i].owner];
 }
 
 /* Step 2 walks past full nodes a lot: near the end of a fill from scratch most of 1000 nodes are
@@ -142,7 +142,7 @@ static uint32_t skip_walk(const struct place *st, const struct skip *sk, uint32_
         }
         if (wrapped && j >= begin)
             return UINT32_MAX;
-        uint32_t x = st->rank_of_slot[st->ring->point_owners[j]];
+        uint32_t x = st->rank_of_slot[st->ring->points[j].owner];
         if (fits(st, p, r, x, st->zones_strict))
             return x;
     }
@@ -250,13 +250,13 @@ static int fill_init(const struct place *st, struct fill *f)
         !f->point_list || !f->fresh)
         return RING_E_NOMEM;
     for (uint32_t i = 0; i < n; i++)
-        f->point_first[st->rank_of_slot[st->ring->point_owners[i]] + 1]++;
+        f->point_first[st->rank_of_slot[st->ring->points[i].owner] + 1]++;
     for (uint32_t x = 0; x < nodes; x++)
         f->point_first[x + 1] += f->point_first[x];
     uint32_t *fill_at = f->target.next; /* scratch before the skip lists are set */
     memcpy(fill_at, f->point_first, (size_t)nodes * sizeof(uint32_t));
     for (uint32_t i = 0; i < n; i++)
-        f->point_list[fill_at[st->rank_of_slot[st->ring->point_owners[i]]]++] = i;
+        f->point_list[fill_at[st->rank_of_slot[st->ring->points[i].owner]]++] = i;
     for (uint32_t i = 0; i <= n; i++)
         f->target.next[i] = f->primary_target.next[i] = f->cap.next[i] = i;
     for (uint32_t x = 0; x < nodes; x++) {

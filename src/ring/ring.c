@@ -2,9 +2,9 @@
  * The ring of weighted virtual nodes, and key -> partition hashing (include/shardmart/ring.h).
  *
  * A node of weight w owns w * points_per_weight points; point i of node `id` sits at
- * XXH3-64(id, seed i). Points live in two parallel arrays sorted by (hash, owner id bytes): hashes
- * alone for the search, owners beside them, so the search touches 8 bytes per step. The tie-break
- * on owner id bytes makes the order, and so every lookup, independent of the order of adds.
+ * XXH3-64(id, seed i). Points are (hash, owner) pairs sorted by (hash, owner id bytes). The
+ * tie-break on owner id bytes makes the order, and so every lookup, independent of the order of
+ * adds.
  *
  * Lookup is "first point >= hash, else wrap to point 0". A plain binary search over 160 000 points
  * takes ~17 dependent cache misses; the prefix table maps the top 16 bits of the hash to the first
@@ -99,8 +99,7 @@ int ring_init(struct ring *ring, uint32_t points_per_weight)
 void ring_destroy(struct ring *ring)
 {
     free(ring->nodes);
-    free(ring->point_hashes);
-    free(ring->point_owners);
+    free(ring->points);
     free(ring->prefix);
     memset(ring, 0, sizeof(*ring));
 }
@@ -137,15 +136,10 @@ bool ring_point_less(const struct ring_node *nodes, uint64_t ha, uint32_t oa, ui
     return ring_id_compare(a->id, a->id_len, b->id, b->id_len) < 0;
 }
 
-struct point {
-    uint64_t hash;
-    uint32_t owner;
-};
-
 static int point_cmp(const void *pa, const void *pb, void *ctx)
 {
-    const struct point *a = pa;
-    const struct point *b = pb;
+    const struct ring_point *a = pa;
+    const struct ring_point *b = pb;
     const struct ring_node *nodes = ctx;
     if (ring_point_less(nodes, a->hash, a->owner, b->hash, b->owner))
         return -1;
@@ -156,7 +150,7 @@ static void rebuild_prefix(struct ring *ring)
 {
     uint32_t i = 0;
     for (uint32_t b = 0; b < PREFIX_ENTRIES; b++) {
-        while (i < ring->point_count && (ring->point_hashes[i] >> (64 - PREFIX_BITS)) < b)
+        while (i < ring->point_count && (ring->points[i].hash >> (64 - PREFIX_BITS)) < b)
             i++;
         ring->prefix[b] = i;
     }
@@ -264,36 +258,28 @@ static void install_node(struct ring *ring, uint32_t slot, const struct ring_nod
 /* Merges the sorted new points into the sorted ring arrays, in place from the back after growing
  * them geometrically, so adding nodes one by one costs one pass over the ring each, not a fresh
  * allocation each. Borrows `add`. */
-static int merge_points(struct ring *ring, const struct point *add, uint32_t add_count)
+static int merge_points(struct ring *ring, const struct ring_point *add, uint32_t add_count)
 {
     uint32_t total = ring->point_count + add_count;
     if (total > ring->point_capacity) {
         uint32_t capacity = ring->point_capacity ? ring->point_capacity : 1024;
         while (capacity < total)
             capacity = capacity > RING_POINTS_MAX / 2 ? RING_POINTS_MAX : capacity * 2;
-        uint64_t *hashes = realloc(ring->point_hashes, (size_t)capacity * sizeof(*hashes));
-        if (!hashes)
+        struct ring_point *points = realloc(ring->points, (size_t)capacity * sizeof(*points));
+        if (!points)
             return RING_E_NOMEM;
-        ring->point_hashes = hashes;
-        uint32_t *owners = realloc(ring->point_owners, (size_t)capacity * sizeof(*owners));
-        if (!owners)
-            return RING_E_NOMEM;
-        ring->point_owners = owners;
+        ring->points = points;
         ring->point_capacity = capacity;
     }
-    uint64_t *hashes = ring->point_hashes;
-    uint32_t *owners = ring->point_owners;
+    struct ring_point *points = ring->points;
     int64_t i = (int64_t)ring->point_count - 1, j = (int64_t)add_count - 1;
     for (int64_t k = (int64_t)total - 1; j >= 0; k--) {
         ASSERT(k >= 0);
-        if (i >= 0 &&
-            ring_point_less(ring->nodes, add[j].hash, add[j].owner, hashes[i], owners[i])) {
-            hashes[k] = hashes[i];
-            owners[k] = owners[i--];
-        } else {
-            hashes[k] = add[j].hash;
-            owners[k] = add[j--].owner;
-        }
+        if (i >= 0 && ring_point_less(ring->nodes, add[j].hash, add[j].owner, points[i].hash,
+                                      points[i].owner))
+            points[k] = points[i--];
+        else
+            points[k] = add[j--];
     }
     ring->point_count = total;
     return RING_OK;
@@ -305,7 +291,7 @@ int ring_add_nodes(struct ring *ring, const struct ring_node_spec *specs, size_t
     int err = validate_batch(ring, specs, count, &points);
     if (err)
         return err;
-    struct point *add = malloc((size_t)(points ? points : 1) * sizeof(*add));
+    struct ring_point *add = malloc((size_t)(points ? points : 1) * sizeof(*add));
     if (!add)
         return RING_E_NOMEM;
     /* Slots are claimed only once nothing can fail but the merge, which is undone below. */
@@ -317,7 +303,8 @@ int ring_add_nodes(struct ring *ring, const struct ring_node_spec *specs, size_t
         install_node(ring, slots[i], &specs[i]);
         uint32_t n_points = (uint32_t)specs[i].weight * ring->points_per_weight;
         for (uint32_t p = 0; p < n_points; p++)
-            add[k++] = (struct point){ring_point_hash(specs[i].id, specs[i].id_len, p), slots[i]};
+            add[k++] =
+                (struct ring_point){ring_point_hash(specs[i].id, specs[i].id_len, p), slots[i]};
     }
     ASSERT(k == points);
     qsort_r(add, k, sizeof(*add), point_cmp, ring->nodes);
@@ -346,10 +333,10 @@ int ring_remove_node(struct ring *ring, const char *id, size_t id_len)
         return slot;
     uint32_t k = 0;
     for (uint32_t i = 0; i < ring->point_count; i++) {
-        if (ring->point_owners[i] == (uint32_t)slot)
+        if (ring->points[i].owner == (uint32_t)slot)
             continue;
-        ring->point_hashes[k] = ring->point_hashes[i];
-        ring->point_owners[k++] = ring->point_owners[i];
+        ring->points[k].hash = ring->points[i].hash;
+        ring->points[k++].owner = ring->points[i].owner;
     }
     ASSERT(ring->point_count - k == ring->nodes[slot].weight * ring->points_per_weight);
     ring->point_count = k;
@@ -369,12 +356,12 @@ uint32_t ring_point_index(const struct ring *ring, uint64_t hash)
     /* Buckets hold a few points; a long one (a skewed ring) falls back to bisection. */
     while (end - i > 8) {
         uint32_t mid = i + (end - i) / 2;
-        if (ring->point_hashes[mid] < hash)
+        if (ring->points[mid].hash < hash)
             i = mid + 1;
         else
             end = mid;
     }
-    while (i < end && ring->point_hashes[i] < hash)
+    while (i < end && ring->points[i].hash < hash)
         i++;
     return i == ring->point_count ? 0 : i;
 }
@@ -383,7 +370,7 @@ int ring_lookup(const struct ring *ring, uint64_t hash)
 {
     if (ring->point_count == 0)
         return RING_E_NO_NODES;
-    return (int)ring->point_owners[ring_point_index(ring, hash)];
+    return (int)ring->points[ring_point_index(ring, hash)].owner;
 }
 
 int ring_lookup_bsearch(const struct ring *ring, uint64_t hash)
@@ -393,12 +380,12 @@ int ring_lookup_bsearch(const struct ring *ring, uint64_t hash)
     uint32_t lo = 0, hi = ring->point_count;
     while (lo < hi) {
         uint32_t mid = lo + (hi - lo) / 2;
-        if (ring->point_hashes[mid] < hash)
+        if (ring->points[mid].hash < hash)
             lo = mid + 1;
         else
             hi = mid;
     }
-    return (int)ring->point_owners[lo == ring->point_count ? 0 : lo];
+    return (int)ring->points[lo == ring->point_count ? 0 : lo].owner;
 }
 
 static bool contains(const uint32_t *slots, uint32_t count, uint32_t slot)
@@ -433,7 +420,7 @@ int ring_preference_list(const struct ring *ring, uint64_t hash, uint32_t count,
     for (int pass = 0; pass < 2 && got < count; pass++) {
         for (uint32_t step = 0; step < ring->point_count && got < count; step++) {
             uint32_t i = start + step;
-            uint32_t slot = ring->point_owners[i >= ring->point_count ? i - ring->point_count : i];
+            uint32_t slot = ring->points[i >= ring->point_count ? i - ring->point_count : i].owner;
             if (contains(slots_out, got, slot))
                 continue;
             bool fresh_zone = !zone_used(ring, slots_out, got, slot);

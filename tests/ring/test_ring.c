@@ -223,16 +223,16 @@ Test(ring, index_matches_binary_search)
     uint32_t last = ring.point_count - 1;
     uint64_t edges[] = {0,
                         UINT64_MAX,
-                        ring.point_hashes[0],
-                        ring.point_hashes[0] - 1,
-                        ring.point_hashes[last],
-                        ring.point_hashes[last] + 1};
+                        ring.points[0].hash,
+                        ring.points[0].hash - 1,
+                        ring.points[last].hash,
+                        ring.points[last].hash + 1};
     for (size_t i = 0; i < sizeof(edges) / sizeof(edges[0]); i++)
         cr_assert_eq(ring_lookup(&ring, edges[i]), ring_lookup_bsearch(&ring, edges[i]));
-    cr_assert_eq(ring_lookup(&ring, ring.point_hashes[last] + 1), (int)ring.point_owners[0],
+    cr_assert_eq(ring_lookup(&ring, ring.points[last].hash + 1), (int)ring.points[0].owner,
                  "past the last point wraps to the first");
     for (uint32_t i = 1; i < ring.point_count; i++)
-        cr_assert_leq(ring.point_hashes[i - 1], ring.point_hashes[i]);
+        cr_assert_leq(ring.points[i - 1].hash, ring.points[i].hash);
     ring_destroy(&ring);
 }
 
@@ -330,8 +330,8 @@ Test(ring, collision_tie_break_is_by_id)
     cr_assert(!ring_point_less(ring.nodes, h, alpha, h, alpha));
     cr_assert(ring_point_less(ring.nodes, h, beta, h + 1, alpha), "the hash decides first");
     for (uint32_t i = 1; i < ring.point_count; i++)
-        cr_assert(!ring_point_less(ring.nodes, ring.point_hashes[i], ring.point_owners[i],
-                                   ring.point_hashes[i - 1], ring.point_owners[i - 1]));
+        cr_assert(!ring_point_less(ring.nodes, ring.points[i].hash, ring.points[i].owner,
+                                   ring.points[i - 1].hash, ring.points[i - 1].owner));
     ring_destroy(&ring);
 }
 
