@@ -123,7 +123,7 @@ struct resp_value {
 };
 
 /*
- * Parses one complete reply from buf[0, len) into vals[0, *vals_n).
+ * Parses one complete reply from buf[0, len) into vals[0, *vals_n); 0 < vals_max <= INT32_MAX.
  *   > 0: bytes used; 0: incomplete (call again with more; the parse restarts from buf[0]);
  *   SM_E_PROTO: malformed; SM_E_TOOLARGE: more than vals_max nodes, nesting deeper than
  *   SM_RESP_REPLY_DEPTH_MAX, or a string over SM_RESP_REPLY_BULK_BYTES_MAX.

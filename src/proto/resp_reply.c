@@ -207,6 +207,7 @@ int resp_reply_parse(const uint8_t *buf, size_t len, struct resp_value *vals, si
 {
     ASSERT(buf != NULL || len == 0);
     ASSERT(vals != NULL && vals_max > 0);
+    ASSERT(vals_max <= INT32_MAX); /* a node array, not an address space: keeps counts in int64 */
     struct open_frame stack[SM_RESP_REPLY_DEPTH_MAX];
     int depth = 0;
     size_t pos = 0;
@@ -221,10 +222,12 @@ int resp_reply_parse(const uint8_t *buf, size_t len, struct resp_value *vals, si
             return rc;
         n++;
         if (is_aggregate(v)) {
+            /* Refuse at once what cannot fit rather than wait for its bytes; the count is bounded
+             * first so that doubling a map's pairs cannot overflow. */
+            if (v->integer > (int64_t)(vals_max - n))
+                return SM_E_TOOLARGE;
             int64_t elements = elements_of(v);
-            /* Refuse at once what cannot fit rather than wait for its bytes. */
-            if (v->integer > (int64_t)SM_RESP_REPLY_BULK_BYTES_MAX ||
-                elements > (int64_t)(vals_max - n))
+            if (elements > (int64_t)(vals_max - n))
                 return SM_E_TOOLARGE;
             if (elements > 0) {
                 if (depth == SM_RESP_REPLY_DEPTH_MAX)

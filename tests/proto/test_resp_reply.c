@@ -277,6 +277,12 @@ Test(resp_reply, node_and_bulk_limits)
     const char *map = "%2\r\n";
     cr_assert_eq(resp_reply_parse((const uint8_t *)map, strlen(map), v, 4, &count), SM_E_TOOLARGE,
                  "a map of 2 pairs is 5 nodes");
+    const char *huge = "%9223372036854775807\r\n";
+    cr_assert_eq(resp_reply_parse((const uint8_t *)huge, strlen(huge), v, 4, &count), SM_E_TOOLARGE,
+                 "no overflow doubling the pairs");
+    huge = "|9223372036854775807\r\n";
+    cr_assert_eq(resp_reply_parse((const uint8_t *)huge, strlen(huge), v, 4, &count),
+                 SM_E_TOOLARGE);
     char big[64];
     snprintf(big, sizeof big, "$%ld\r\n", SM_RESP_REPLY_BULK_BYTES_MAX + 1);
     cr_assert_eq(resp_reply_parse((const uint8_t *)big, strlen(big), v, 4, &count), SM_E_TOOLARGE);
