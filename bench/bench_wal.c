@@ -1,0 +1,188 @@
+/*
+ * Write-ahead log throughput on this machine's disk: group commit against the naive way.
+ *
+ *   fdatasync latency   one 104-byte pwrite + fdatasync, timed alone (the unit everything pays)
+ *   naive               write + fdatasync per record, what a log without batching does
+ *   wal batch B         B wal_append calls (64-byte payloads, 104 bytes framed) then one
+ *                       wal_sync: one pwritev and ONE fdatasync per batch, for B = 1, 16, 256
+ *   appends only        wal_append alone (no I/O): the cost of framing and CRC32C per record
+ *
+ * Every figure is the median of RUNS runs; group-commit rows print their ratio to the naive
+ * records/s measured in the same run. Files go to a fresh directory under $TMPDIR (or /tmp),
+ * which must be on a real disk for fdatasync to mean anything; it is removed at the end.
+ * The machine is shared and noisy: compare ratios, and rerun before believing small changes.
+ */
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "util/assert.h"
+#include "wal/crc32c.h"
+#include "wal/wal.h"
+
+#define RUNS          5
+#define SYNC_SAMPLES  200 /* fdatasyncs per run for the latency and naive rows */
+#define BATCHES       200 /* group commits per run and batch size */
+#define APPENDS       200000
+#define PAYLOAD_BYTES 64
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median(double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof v[0], cmp_double);
+    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+static char base[256];
+
+static void fresh_dir(char *out, size_t cap, const char *name)
+{
+    snprintf(out, cap, "%s/%s", base, name);
+    char cmd[1200];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s' && mkdir -p '%s'", out, out);
+    ASSERT(system(cmd) == 0);
+}
+
+/* Median fdatasync latency (seconds) and naive records/s, from one file. */
+static void measure_naive(double *lat_s, double *naive_per_s)
+{
+    char dir[512], path[600];
+    fresh_dir(dir, sizeof dir, "naive");
+    snprintf(path, sizeof path, "%s/naive.log", dir);
+    int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0644);
+    ASSERT(fd >= 0);
+    uint8_t rec[WAL_RECORD_HEADER_BYTES + PAYLOAD_BYTES];
+    memset(rec, 0x5a, sizeof rec);
+    double samples[SYNC_SAMPLES];
+    uint64_t off = 0;
+    for (int i = 0; i < SYNC_SAMPLES; i++) {
+        double t0 = now_s();
+        ASSERT(pwrite(fd, rec, sizeof rec, (off_t)off) == (ssize_t)sizeof rec);
+        ASSERT(fdatasync(fd) == 0);
+        samples[i] = now_s() - t0;
+        off += sizeof rec;
+    }
+    *lat_s = median(samples, SYNC_SAMPLES);
+    /* Naive: frame each record (CRC like the log) and write + fdatasync it on its own. */
+    double t0 = now_s();
+    for (int i = 0; i < SYNC_SAMPLES; i++) {
+        uint32_t crc = sm_crc32c(0, rec + 8, sizeof rec - 8);
+        memcpy(rec + 4, &crc, 4);
+        ASSERT(pwrite(fd, rec, sizeof rec, (off_t)off) == (ssize_t)sizeof rec);
+        ASSERT(fdatasync(fd) == 0);
+        off += sizeof rec;
+    }
+    *naive_per_s = SYNC_SAMPLES / (now_s() - t0);
+    close(fd);
+}
+
+static void open_wal(struct wal *w, const char *name, enum wal_sync_mode mode)
+{
+    char dir[512];
+    fresh_dir(dir, sizeof dir, name);
+    struct wal_config c = {.dir = dir, .sync_mode = mode};
+    struct wal_recovery rep;
+    ASSERT(wal_open(w, &c, &rep) == 0);
+}
+
+static void append_one(struct wal *w, const uint8_t *payload)
+{
+    struct wal_record r = {.type = 1,
+                           .epoch = 1,
+                           .index = wal_index_next(w),
+                           .timestamp_us = wal_index_next(w),
+                           .payload = payload,
+                           .len = PAYLOAD_BYTES};
+    ASSERT(wal_append(w, &r) == 0);
+}
+
+/* Records/s with group commit at `batch` records per fdatasync. */
+static double measure_group(int batch)
+{
+    struct wal w;
+    open_wal(&w, "group", WAL_SYNC_ALWAYS);
+    uint8_t payload[PAYLOAD_BYTES];
+    memset(payload, 0xa5, sizeof payload);
+    uint64_t acked;
+    append_one(&w, payload); /* segment creation is not part of the steady state */
+    ASSERT(wal_sync(&w, &acked) == 0);
+    double t0 = now_s();
+    for (int b = 0; b < BATCHES; b++) {
+        for (int i = 0; i < batch; i++)
+            append_one(&w, payload);
+        ASSERT(wal_sync(&w, &acked) == 0);
+        ASSERT(acked == wal_index_next(&w) - 1);
+    }
+    double per_s = (double)BATCHES * batch / (now_s() - t0);
+    wal_close(&w);
+    return per_s;
+}
+
+/* Appends/s with no I/O in the timed part (flushes, unsynced, between timed stretches). */
+static double measure_appends(void)
+{
+    struct wal w;
+    open_wal(&w, "appends", WAL_SYNC_NEVER);
+    uint8_t payload[PAYLOAD_BYTES];
+    memset(payload, 0x3c, sizeof payload);
+    double busy_s = 0;
+    int done = 0;
+    while (done < APPENDS) {
+        double t0 = now_s();
+        for (int i = 0; i < 10000; i++)
+            append_one(&w, payload);
+        busy_s += now_s() - t0;
+        done += 10000;
+        ASSERT(wal_write(&w) == 0);
+    }
+    wal_close(&w);
+    return done / busy_s;
+}
+
+int main(void)
+{
+    const char *tmp = getenv("TMPDIR");
+    snprintf(base, sizeof base, "%s/bench-wal-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    ASSERT(mkdtemp(base) != NULL);
+    static const int sizes[] = {1, 16, 256};
+    double lat[RUNS], naive[RUNS], group[3][RUNS], ratio[3][RUNS], appends[RUNS];
+    for (int r = 0; r < RUNS; r++) {
+        measure_naive(&lat[r], &naive[r]);
+        for (int s = 0; s < 3; s++) {
+            group[s][r] = measure_group(sizes[s]);
+            ratio[s][r] = group[s][r] / naive[r];
+        }
+        appends[r] = measure_appends();
+    }
+    printf("wal on %s (CRC32C %s), %d-byte payloads, median of %d runs\n", base,
+           sm_crc32c_hardware() ? "SSE4.2" : "table", PAYLOAD_BYTES, RUNS);
+    printf("  %-34s %12.3f ms\n", "fdatasync latency (median)", median(lat, RUNS) * 1e3);
+    printf("  %-34s %12.0f records/s\n", "naive write+fdatasync per record", median(naive, RUNS));
+    for (int s = 0; s < 3; s++) {
+        char label[64];
+        snprintf(label, sizeof label, "wal group commit, batch %d", sizes[s]);
+        printf("  %-34s %12.0f records/s  %7.1fx naive\n", label, median(group[s], RUNS),
+               median(ratio[s], RUNS));
+    }
+    printf("  %-34s %12.0f records/s\n", "wal_append only (no I/O)", median(appends, RUNS));
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", base);
+    ASSERT(system(cmd) == 0);
+    return 0;
+}
