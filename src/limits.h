@@ -25,6 +25,14 @@
 /* Replicas per partition: 1..7; beyond that every write waits on too many fsyncs to be useful. */
 #define SM_REPLICAS_MAX     7
 #define SM_REPLICAS_DEFAULT 3
+/* The placement library stands alone, so its other bounds live in include/shardmart/ring.h;
+ * ring.c checks at compile time that these copies agree. A node id is 1..64 bytes (host:port or
+ * a prefixed UUID); a ring holds at most 4096 nodes (the placement table stores 16-bit node
+ * indexes) and 2^22 points (48 MiB with its index); a weight is 1..65535. */
+#define SM_NODE_ID_BYTES_MAX 64
+#define SM_RING_NODES_MAX    4096
+#define SM_RING_POINTS_MAX   4194304u /* 2^22 */
+#define SM_RING_WEIGHT_MAX   65535
 
 /* ---- ketama mode (src/ring/ketama.c, include/shardmart/ketama.h) --------------------------- */
 

@@ -224,8 +224,11 @@ struct ring_place_config {
  * max(ceil(share), floor((1 + epsilon) * share)) replicas, where share is its fair share by weight
  * (capped at one replica per partition and, with zones, one per partition per zone); every replica
  * of prev whose node is still a member stays where it is unless that node is over its cap, and
- * replicas move only to nodes that joined, except when a remaining node is over its cap because
- * its weight or epsilon changed and no joined node can take the excess.
+ * replicas move only into cells of nodes that left or onto nodes that joined (or whose weight
+ * grew, which are filled like joined ones), except when a remaining node is over its cap because
+ * weights or epsilon changed and no such node can take the excess. Caps can be exceeded only
+ * when they cannot all be met (a zone too small for its share); ring_placement_balance() counts
+ * such nodes in over_cap.
  *
  * Borrows ring and prev; fills *out, which the caller frees with ring_placement_destroy().
  * Errors: RING_E_NO_NODES, RING_E_PARTITIONS, RING_E_REPLICAS, RING_E_REPLICAS_NODES,

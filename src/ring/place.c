@@ -510,8 +510,10 @@ static int keep_previous(struct place *st, const struct ring_placement *prev)
     ring_placement_map_nodes(prev, st->pl, map);
     for (uint32_t j = 0; j < st->pl->node_count; j++)
         st->joined[j] = true;
+    /* A node whose weight grew is filled like one that joined: it receives the others' excess
+     * (their shares dropped) and is topped up to its new share. */
     for (uint32_t i = 0; i < prev->node_count; i++)
-        if (map[i] != UINT32_MAX)
+        if (map[i] != UINT32_MAX && prev->nodes[i].weight >= st->pl->nodes[map[i]].weight)
             st->joined[map[i]] = false;
     size_t cells = (size_t)st->partitions * st->replicas;
     for (size_t c = 0; c < cells; c++) {

@@ -22,6 +22,10 @@
 _Static_assert(RING_PARTITIONS_MAX == SM_PARTITIONS_MAX, "ring.h and limits.h agree on P");
 _Static_assert(RING_REPLICAS_MAX == SM_REPLICAS_MAX, "ring.h and limits.h agree on R");
 _Static_assert(RING_NODES_MAX <= UINT16_MAX, "node indexes fit the 16-bit placement table");
+_Static_assert(RING_NODE_ID_BYTES_MAX == SM_NODE_ID_BYTES_MAX, "ring.h and limits.h agree");
+_Static_assert(RING_NODES_MAX == SM_RING_NODES_MAX, "ring.h and limits.h agree");
+_Static_assert(RING_POINTS_MAX == SM_RING_POINTS_MAX, "ring.h and limits.h agree");
+_Static_assert(RING_WEIGHT_MAX == SM_RING_WEIGHT_MAX, "ring.h and limits.h agree");
 
 #define PREFIX_BITS    16
 #define PREFIX_ENTRIES ((1u << PREFIX_BITS) + 1)

@@ -221,6 +221,33 @@ Test(placement, skewed_weights_keep_caps)
     ring_destroy(&ring);
 }
 
+/* A weight change (the same node leaving and coming back heavier, between two placements) is
+ * the documented exception to "no moves between staying nodes": the others' caps drop, so they
+ * shed, to the node that grew, which is then topped up to its new share like a joined node. */
+Test(placement, weight_change_keeps_caps)
+{
+    struct ring ring;
+    make_ring(&ring, 20, 1, NULL);
+    struct ring_placement before, after;
+    place(&ring, NULL, 2048, 3, &before);
+    uint32_t old_load = load_of(&before, node_index(&before, "node-7"));
+    cr_assert_eq(ring_remove_node(&ring, ids[7], strlen(ids[7])), RING_OK);
+    struct ring_node_spec heavier = spec_of(7, 1, 3);
+    cr_assert_eq(ring_add_node(&ring, &heavier), RING_OK);
+    place(&ring, &before, 2048, 3, &after);
+    check_valid(&after, RING_EPSILON_DEFAULT);
+    uint32_t heavy = node_index(&after, "node-7");
+    cr_assert_gt(load_of(&after, heavy), 2 * old_load);
+    cr_assert_geq(load_of(&after, heavy), (uint32_t)ring_placement_share(&after, heavy),
+                  "topped up to its new share");
+    /* Everything that moved went to the node that grew. */
+    int moved = ring_placement_diff(&before, &after, NULL, 0);
+    cr_assert_eq((uint32_t)moved, load_of(&after, heavy) - old_load);
+    ring_placement_destroy(&before);
+    ring_placement_destroy(&after);
+    ring_destroy(&ring);
+}
+
 /* Zones of unequal size with R = #zones: each zone carries P replicas, so a node of a small zone
  * has a larger share; zones stay distinct in every partition. */
 Test(placement, unequal_zones)
