@@ -59,7 +59,9 @@ int wal_snapshot_begin(struct wal *w, struct wal_snapshot_writer *sw, uint64_t i
     ASSERT(w != NULL && sw != NULL && w->buf[0] != NULL);
     memset(sw, 0, sizeof *sw);
     sw->fd = -1;
-    if (w->config.read_only || index > w->index_written || index < w->index_floor)
+    /* Only acknowledged state: a snapshot that included records a crash could still take back
+     * would outlive them and hand a replica state the log never had. */
+    if (w->config.read_only || index > wal_index_acked(w) || index < w->index_floor)
         return SM_E_STATE;
     sw->fs = w->fs;
     memcpy(sw->dir, w->dir, sizeof sw->dir);

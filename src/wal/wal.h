@@ -230,7 +230,7 @@ struct wal_snapshot_writer {
 };
 
 /* Starts snapshot `index` in the wal's directory: creates <snap>.tmp. Errors: SM_E_IO, SM_E_STATE
- * (index beyond the log's last written index). */
+ * (index beyond the last acknowledged index, or below the newest snapshot, or read-only). */
 MUST_USE int wal_snapshot_begin(struct wal *w, struct wal_snapshot_writer *sw, uint64_t index,
                                 uint64_t epoch);
 /* Appends a chunk of payload. SM_E_TOOLARGE past the configured maximum (then abort); SM_E_IO. */

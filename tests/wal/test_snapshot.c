@@ -129,7 +129,14 @@ Test(snapshot, round_trip_and_replay_after_it)
     append_synced(&w, 100);
     cr_assert_eq(take_snapshot(&w, 60), 0);
     cr_assert_eq(take_snapshot(&w, 101), SM_E_STATE, "beyond the log");
-    append_synced(&w, 10);
+    struct wal_record r = {.type = 1, .index = 101, .payload = "u", .len = 1};
+    cr_assert_eq(wal_append(&w, &r), 0);
+    cr_assert_eq(wal_write(&w), 0);
+    cr_assert_eq(take_snapshot(&w, 101), SM_E_STATE, "written but not yet acknowledged");
+    append_synced(&w, 9);
+    cr_assert_eq(take_snapshot(&w, 59), 0);
+    cr_assert_eq(wal_compact(&w), 0);
+    cr_assert_eq(take_snapshot(&w, 58), SM_E_STATE, "below the newest snapshot");
     wal_close(&w);
     cr_assert_eq(wal_open(&w, &c, &rep), 0);
     cr_assert_eq(rep.index_first, 61);
