@@ -97,18 +97,12 @@ int wal_iter_next(struct wal_iter *it, struct wal_record *out)
     for (;;) {
         if (it->segment >= w->segments_count)
             return 0;
-        const struct wal_segment *seg = &w->segments[it->segment];
-        uint64_t seg_end = seg->size_bytes;
         if (it->fd < 0) {
-            int rc = iter_open_segment(it, &seg_end);
+            int rc = iter_open_segment(it, &it->end);
             if (rc < 0)
                 return rc;
-        } else if (seg_end == 0) {
-            uint64_t sz;
-            if (w->fs.size(w->fs.ctx, it->fd, &sz) < 0)
-                return SM_E_IO;
-            seg_end = sz;
         }
+        const uint64_t seg_end = it->end;
         const char *why;
         int d = wal_record_decode(it->buf + it->buf_pos, it->buf_len - it->buf_pos,
                                   w->config.payload_bytes_max, out, &why);

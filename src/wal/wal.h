@@ -201,6 +201,7 @@ struct wal_iter {
     uint32_t segment; /* index in w->segments */
     int fd;           /* -1 when no segment is open */
     uint64_t offset;  /* file offset of buf[0] */
+    uint64_t end;     /* bytes of the open segment to read */
     uint8_t *buf;
     uint32_t buf_cap, buf_len, buf_pos;
     uint64_t index_next;
