@@ -72,6 +72,9 @@
 #define SM_ORDER_ITEM_QUANTITY_MAX 1000000000
 /* Payment deadline and hold lifetime: at most 30 days of log time; longer is a client bug. */
 #define SM_ENGINE_TTL_MS_MAX (30LL * 24 * 3600 * 1000)
+/* The log's stamped time: 0..2^62 ms. Real time is ~2^41 ms since 1970; the bound leaves every
+ * deadline and retention sum far from overflow. */
+#define SM_ENGINE_TIME_MS_MAX (1LL << 62)
 /* Rows in any engine table: slot numbers are 32-bit with the top bit tagging holds in timers. */
 #define SM_ENGINE_ROWS_MAX 0x7fffffffu
 /* One record: type, request id, three keys, three numbers and 64 items of a 128-byte SKU each. */

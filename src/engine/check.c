@@ -202,8 +202,8 @@ static bool check_timers_requests(const struct engine *e, uint32_t timers, char 
         if (engine_request_find(e, e->requests[slot].id) != slot)
             return fail(why, n, "requests: entry %u not indexed", slot);
     }
-    if (e->now_ms < 0)
-        return fail(why, n, "negative time");
+    if (e->now_ms < 0 || e->now_ms > SM_ENGINE_TIME_MS_MAX)
+        return fail(why, n, "time out of range");
     return true;
 }
 

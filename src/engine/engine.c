@@ -13,6 +13,7 @@
  */
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 #include <xxhash.h>
 
 #include "engine/engine_internal.h"
@@ -57,20 +58,78 @@ size_t engine_memory_bytes(const struct engine_config *c)
 
 static void reset_tables(struct engine *e);
 
+/* Large tables are probed at random (hash indexes) or grow through memory (orders, request ids);
+ * with 4 KiB pages nearly every access is a TLB miss, which under virtualization costs several
+ * memory reads. Asking for transparent huge pages on them is a hint, taken once at start-up;
+ * when the kernel declines, everything still works. */
+#define HUGE_PAGE_BYTES (2u << 20)
+
+static void hint_huge(void *p, size_t bytes)
+{
+    if (p == NULL)
+        return;
+    size_t skip = (HUGE_PAGE_BYTES - (uintptr_t)p % HUGE_PAGE_BYTES) % HUGE_PAGE_BYTES;
+    if (bytes <= skip + HUGE_PAGE_BYTES)
+        return;
+    size_t len = (bytes - skip) / HUGE_PAGE_BYTES * HUGE_PAGE_BYTES;
+    (void)madvise((char *)p + skip, len, MADV_HUGEPAGE);
+}
+
+/* Zeroed, hinted, and touched now: the page faults of a table happen at start-up, not on the
+ * command that first reaches a page. */
+static void *table_alloc(size_t n, size_t size)
+{
+    void *p = calloc(n, size);
+    hint_huge(p, n * size);
+    if (p != NULL)
+        memset(p, 0, n * size);
+    return p;
+}
+
+static void hint_index(const struct sm_index *ix)
+{
+    size_t cells = (size_t)ix->mask + 1;
+    hint_huge(ix->hashes, cells * sizeof *ix->hashes);
+    hint_huge(ix->slots, cells * sizeof *ix->slots);
+    memset(ix->hashes, 0, cells * sizeof *ix->hashes);
+    memset(ix->slots, 0, cells * sizeof *ix->slots);
+}
+
+/* The first cell a lookup of hash h reads: fetched ahead so that the independent cache misses of
+ * one command (request id, order id, user limit) overlap instead of following each other. */
+static void prefetch_cell(const struct sm_index *ix, uint64_t h)
+{
+    __builtin_prefetch(&ix->hashes[(uint32_t)sm_index_hash_fix(h) & ix->mask]);
+}
+
+static void prefetch_place(const struct engine *e, const struct engine_cmd *cmd,
+                           struct engine_digest request)
+{
+    prefetch_cell(&e->request_index, request.lo);
+    if (cmd->type != ENGINE_ORDER_PLACE)
+        return;
+    prefetch_cell(&e->order_index, engine_digest_of(&cmd->key).lo);
+    if (cmd->items_count != 1)
+        return;
+    uint32_t sku = engine_sku_find(e, &cmd->items[0].sku);
+    if (sku != SM_INDEX_NONE && e->skus[sku].limit_per_user > 0)
+        prefetch_cell(&e->limit_index, engine_limit_hash(engine_digest_of(&cmd->key2), sku));
+}
+
 int engine_init(struct engine *e, const struct engine_config *cfg)
 {
     memset(e, 0, sizeof *e);
     if (!config_valid(cfg))
         return SM_E_BADARG;
     e->cfg = *cfg;
-    e->skus = calloc(cfg->skus_max, sizeof *e->skus);
-    e->accounts = calloc(cfg->accounts_max, sizeof *e->accounts);
-    e->orders = calloc(cfg->orders_max, sizeof *e->orders);
-    e->holds = calloc(cfg->holds_max, sizeof *e->holds);
-    e->limits = calloc(cfg->limit_rows_max, sizeof *e->limits);
-    e->chunks = calloc(cfg->item_chunks_max, sizeof *e->chunks);
-    e->timers = calloc((size_t)cfg->orders_max + cfg->holds_max, sizeof *e->timers);
-    e->requests = calloc(cfg->request_ids_max, sizeof *e->requests);
+    e->skus = table_alloc(cfg->skus_max, sizeof *e->skus);
+    e->accounts = table_alloc(cfg->accounts_max, sizeof *e->accounts);
+    e->orders = table_alloc(cfg->orders_max, sizeof *e->orders);
+    e->holds = table_alloc(cfg->holds_max, sizeof *e->holds);
+    e->limits = table_alloc(cfg->limit_rows_max, sizeof *e->limits);
+    e->chunks = table_alloc(cfg->item_chunks_max, sizeof *e->chunks);
+    e->timers = table_alloc((size_t)cfg->orders_max + cfg->holds_max, sizeof *e->timers);
+    e->requests = table_alloc(cfg->request_ids_max, sizeof *e->requests);
     int rc = 0;
     if (!e->skus || !e->accounts || !e->orders || !e->holds || !e->limits || !e->chunks ||
         !e->timers || !e->requests)
@@ -108,6 +167,12 @@ int engine_init(struct engine *e, const struct engine_config *cfg)
         engine_free(e);
         return rc;
     }
+    hint_index(&e->sku_index);
+    hint_index(&e->account_index);
+    hint_index(&e->order_index);
+    hint_index(&e->hold_index);
+    hint_index(&e->limit_index);
+    hint_index(&e->request_index);
     reset_tables(e);
     return 0;
 }
@@ -367,7 +432,7 @@ void engine_apply(struct engine *e, uint64_t index, int64_t now_ms, const uint8_
                   struct engine_output *out)
 {
     ASSERT(index > e->last_index);
-    ASSERT(now_ms >= 0);
+    ASSERT(now_ms >= 0 && now_ms <= SM_ENGINE_TIME_MS_MAX);
     e->last_index = index;
     if (now_ms > e->now_ms)
         e->now_ms = now_ms;
@@ -391,6 +456,7 @@ void engine_apply(struct engine *e, uint64_t index, int64_t now_ms, const uint8_
         return;
     }
     struct engine_request req = {.id = engine_digest_of(&cmd.request_id)};
+    prefetch_place(e, &cmd, req.id);
     size_t args_at = 2 + cmd.request_id.len;
     req.args_hash = XXH3_64bits_withSeed(rec + args_at, len - args_at, rec[0]);
     uint32_t seen = engine_request_find(e, req.id);

@@ -240,8 +240,8 @@ MUST_USE int engine_encode(const struct engine_cmd *cmd, uint8_t *buf, size_t ca
 MUST_USE int engine_decode(const uint8_t *rec, size_t len, struct engine_cmd *cmd);
 
 /* Applies one record at log index `index` (strictly increasing from call to call) stamped with
- * the leader's now_ms (>= 0). Always fills out->reply; a malformed record is an SM_E_BADARG
- * reply with no effect. out->events lists what the node must do besides replying. */
+ * the leader's now_ms (0..SM_ENGINE_TIME_MS_MAX). Always fills out->reply; a malformed record is an
+ * SM_E_BADARG reply with no effect. out->events lists what the node must do besides replying. */
 void engine_apply(struct engine *e, uint64_t index, int64_t now_ms, const uint8_t *rec, size_t len,
                   struct engine_output *out);
 

@@ -32,7 +32,8 @@
  * CRC32C's guaranteed burst detection matters for wal/'s short records, where it is used.
  *
  * Loading trusts nothing: every count, slot, state and reference is range-checked, duplicates
- * are refused, and the loaded state must pass engine_check before it is accepted.
+ * and rows out of slot order are refused, and the loaded state must pass engine_check before it
+ * is accepted. A stream that loads saves back to the same bytes.
  */
 #include <endian.h>
 #include <stdio.h>
@@ -279,8 +280,10 @@ static void get_slots(struct sm_rbuf *r, struct engine_slots *s)
         uint32_t v;
         memcpy(&v, p + 4 * (size_t)i, 4);
         s->free[i] = le32toh(v);
-        if (s->free[i] >= high_water)
+        if (s->free[i] >= high_water) {
             sm_rbuf_fail(r);
+            return; /* counts stay 0: nothing below may index by a bad slot */
+        }
     }
     s->high_water = high_water;
     s->free_count = free_count;
@@ -311,14 +314,17 @@ static void get_items(struct sm_rbuf *r, struct engine *e, struct engine_items *
         engine_items_put(e, it, items, n);
 }
 
-/* The first checks shared by every slotted table's rows: slot in range, not loaded twice. */
-static uint32_t get_row_slot(struct sm_rbuf *r, const struct engine_slots *s)
+/* The first checks shared by every slotted table's rows: slot in range and above the previous
+ * row's (rows come in slot order, as engine_save writes them, so a stream that loads is the one
+ * that state saves to: the format is canonical). *next is the lowest slot allowed next. */
+static uint32_t get_row_slot(struct sm_rbuf *r, const struct engine_slots *s, uint32_t *next)
 {
     uint32_t slot = sm_rbuf_u32(r);
-    if (!sm_rbuf_ok(r) || slot >= s->high_water) {
+    if (!sm_rbuf_ok(r) || slot >= s->high_water || slot < *next) {
         sm_rbuf_fail(r);
         return ENGINE_NONE;
     }
+    *next = slot + 1;
     return slot;
 }
 
@@ -377,11 +383,11 @@ static bool order_scheduled(uint8_t state)
 static void get_orders(struct sm_rbuf *r, struct engine *e)
 {
     get_slots(r, &e->order_slots);
-    uint32_t live = sm_rbuf_u32(r);
+    uint32_t live = sm_rbuf_u32(r), next = 0;
     if (!sm_rbuf_ok(r) || (uint64_t)live + e->order_slots.free_count != e->order_slots.high_water)
         sm_rbuf_fail(r);
     for (uint32_t i = 0; i < live && sm_rbuf_ok(r); i++) {
-        uint32_t slot = get_row_slot(r, &e->order_slots);
+        uint32_t slot = get_row_slot(r, &e->order_slots, &next);
         if (slot == ENGINE_NONE || e->orders[slot].state != ORDER_FREE) {
             sm_rbuf_fail(r);
             return;
@@ -423,11 +429,11 @@ static void get_orders(struct sm_rbuf *r, struct engine *e)
 static void get_holds(struct sm_rbuf *r, struct engine *e)
 {
     get_slots(r, &e->hold_slots);
-    uint32_t live = sm_rbuf_u32(r);
+    uint32_t live = sm_rbuf_u32(r), next = 0;
     if (!sm_rbuf_ok(r) || (uint64_t)live + e->hold_slots.free_count != e->hold_slots.high_water)
         sm_rbuf_fail(r);
     for (uint32_t i = 0; i < live && sm_rbuf_ok(r); i++) {
-        uint32_t slot = get_row_slot(r, &e->hold_slots);
+        uint32_t slot = get_row_slot(r, &e->hold_slots, &next);
         if (slot == ENGINE_NONE || e->holds[slot].state != HOLD_FREE) {
             sm_rbuf_fail(r);
             return;
@@ -462,11 +468,11 @@ static void get_holds(struct sm_rbuf *r, struct engine *e)
 static void get_limits(struct sm_rbuf *r, struct engine *e)
 {
     get_slots(r, &e->limit_slots);
-    uint32_t live = sm_rbuf_u32(r);
+    uint32_t live = sm_rbuf_u32(r), next = 0;
     if (!sm_rbuf_ok(r) || (uint64_t)live + e->limit_slots.free_count != e->limit_slots.high_water)
         sm_rbuf_fail(r);
     for (uint32_t i = 0; i < live && sm_rbuf_ok(r); i++) {
-        uint32_t slot = get_row_slot(r, &e->limit_slots);
+        uint32_t slot = get_row_slot(r, &e->limit_slots, &next);
         if (slot == ENGINE_NONE || e->limits[slot].count != 0) {
             sm_rbuf_fail(r);
             return;
@@ -550,7 +556,7 @@ static int load_body(struct engine *e, struct sm_rbuf *r)
     e->now_ms = sm_rbuf_i64(r);
     e->deposits_total_cents = sm_rbuf_i64(r);
     e->withdrawals_total_cents = sm_rbuf_i64(r);
-    if (e->now_ms < 0)
+    if (e->now_ms < 0 || e->now_ms > SM_ENGINE_TIME_MS_MAX)
         sm_rbuf_fail(r);
     get_skus_accounts(r, e);
     if (sm_rbuf_ok(r))

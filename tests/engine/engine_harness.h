@@ -23,6 +23,8 @@ struct harness {
     uint8_t rec[SM_ENGINE_RECORD_BYTES_MAX];
     size_t rec_len;
     char req[32];
+    struct sm_wbuf *log; /* when set, every record as [u8 time step / 10][u16 len][bytes] */
+    int64_t log_now_ms;
 };
 
 static inline struct engine_config harness_config(void)
@@ -49,6 +51,7 @@ static inline void harness_init_with(struct harness *h, const struct engine_conf
     memset(h, 0, sizeof *h);
     cr_assert_eq(engine_init(&h->e, cfg), 0);
     h->now_ms = 1000;
+    h->log_now_ms = 1000;
 }
 
 static inline void harness_init(struct harness *h)
@@ -74,6 +77,14 @@ static inline const struct engine_reply *apply_raw(struct harness *h, const uint
 {
     engine_apply(&h->e, ++h->index, h->now_ms, rec, len, &h->out);
     harness_checked(h);
+    if (h->log) {
+        int64_t step = (h->now_ms - h->log_now_ms) / 10;
+        step = step < 0 ? 0 : step > 255 ? 255 : step;
+        h->log_now_ms += step * 10;
+        sm_wbuf_u8(h->log, (uint8_t)step);
+        sm_wbuf_u16(h->log, (uint16_t)len);
+        sm_wbuf_put(h->log, rec, len);
+    }
     return &h->out.reply;
 }
 
