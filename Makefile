@@ -28,7 +28,7 @@ build: deps $(BUILD)/Makefile
 	@cmake --build $(BUILD) -j $(JOBS)
 
 run: build
-	@scripts/run-node
+	@scripts/run-node $(ARGS)
 
 unit: build
 	cd $(BUILD) && $(CTEST)

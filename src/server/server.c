@@ -857,8 +857,12 @@ int server_run(const struct server_config *cfg)
     if (rc == 0)
         rc = server_start(s, &resp_port, &http_port);
     if (rc == 0) {
-        printf("shardmart: serving RESP on %s:%d, HTTP on %s:%d, data in %s\n", cfg->bind_host,
-               resp_port, cfg->bind_host, http_port, cfg->data_dir);
+        if (s->http_enabled)
+            printf("shardmart: serving RESP on %s:%d, HTTP on %s:%d, data in %s\n", cfg->bind_host,
+                   resp_port, cfg->bind_host, http_port, cfg->data_dir);
+        else
+            printf("shardmart: serving RESP on %s:%d (no HTTP), data in %s\n", cfg->bind_host,
+                   resp_port, cfg->data_dir);
         fflush(stdout);
         write_ready_file(s, resp_port, http_port);
         uv_run(&s->loop, UV_RUN_DEFAULT);
