@@ -33,6 +33,10 @@ static int run(const char *args, char *out, size_t cap)
 
 static void make_log(uint64_t records, bool with_snapshot)
 {
+    /* Check for the binary first, so a failing run leaves no directory behind. */
+    const char *bin = getenv("SHARDMART_BIN");
+    cr_assert(bin && access(bin, X_OK) == 0, "SHARDMART_BIN (%s) is built (needs the cli layer)",
+              bin ? bin : "unset");
     snprintf(dir, sizeof dir, "/tmp/smwal-cli-XXXXXX");
     cr_assert_not_null(mkdtemp(dir));
     struct wal_config c = {.dir = dir, .segment_bytes = 4096, .batch_bytes = 2048};
