@@ -87,7 +87,8 @@ static struct engine_config config(uint32_t orders, uint32_t skus, uint32_t user
                                             .holds_max = 1024,
                                             .waiters_max = 1024,
                                             .permits_max = 16,
-                                            .reentry_max = 16}};
+                                            .reentry_max = 16},
+                                  .prefault = true};
 }
 
 static uint64_t next_index;

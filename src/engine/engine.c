@@ -75,19 +75,22 @@ static void hint_huge(void *p, size_t bytes)
     (void)madvise((char *)p + skip, len, MADV_HUGEPAGE);
 }
 
-/* Zeroed, hinted, and touched now: the page faults of a table happen at start-up, not on the
- * command that first reaches a page. */
-static void *table_alloc(size_t n, size_t size)
+/* Zeroed; with cfg.prefault also hinted and touched now, so the page faults of a table happen
+ * at start-up, not on the command that first reaches a page. */
+static void *table_alloc(size_t n, size_t size, bool prefault)
 {
     void *p = calloc(n, size);
-    hint_huge(p, n * size);
-    if (p != NULL)
+    if (p != NULL && prefault) {
+        hint_huge(p, n * size);
         memset(p, 0, n * size);
+    }
     return p;
 }
 
-static void hint_index(const struct sm_index *ix)
+static void hint_index(const struct sm_index *ix, bool prefault)
 {
+    if (!prefault)
+        return;
     size_t cells = (size_t)ix->mask + 1;
     hint_huge(ix->hashes, cells * sizeof *ix->hashes);
     hint_huge(ix->slots, cells * sizeof *ix->slots);
@@ -122,14 +125,15 @@ int engine_init(struct engine *e, const struct engine_config *cfg)
     if (!config_valid(cfg))
         return SM_E_BADARG;
     e->cfg = *cfg;
-    e->skus = table_alloc(cfg->skus_max, sizeof *e->skus);
-    e->accounts = table_alloc(cfg->accounts_max, sizeof *e->accounts);
-    e->orders = table_alloc(cfg->orders_max, sizeof *e->orders);
-    e->holds = table_alloc(cfg->holds_max, sizeof *e->holds);
-    e->limits = table_alloc(cfg->limit_rows_max, sizeof *e->limits);
-    e->chunks = table_alloc(cfg->item_chunks_max, sizeof *e->chunks);
-    e->timers = table_alloc((size_t)cfg->orders_max + cfg->holds_max, sizeof *e->timers);
-    e->requests = table_alloc(cfg->request_ids_max, sizeof *e->requests);
+    e->skus = table_alloc(cfg->skus_max, sizeof *e->skus, cfg->prefault);
+    e->accounts = table_alloc(cfg->accounts_max, sizeof *e->accounts, cfg->prefault);
+    e->orders = table_alloc(cfg->orders_max, sizeof *e->orders, cfg->prefault);
+    e->holds = table_alloc(cfg->holds_max, sizeof *e->holds, cfg->prefault);
+    e->limits = table_alloc(cfg->limit_rows_max, sizeof *e->limits, cfg->prefault);
+    e->chunks = table_alloc(cfg->item_chunks_max, sizeof *e->chunks, cfg->prefault);
+    e->timers =
+        table_alloc((size_t)cfg->orders_max + cfg->holds_max, sizeof *e->timers, cfg->prefault);
+    e->requests = table_alloc(cfg->request_ids_max, sizeof *e->requests, cfg->prefault);
     int rc = 0;
     if (!e->skus || !e->accounts || !e->orders || !e->holds || !e->limits || !e->chunks ||
         !e->timers || !e->requests)
@@ -167,12 +171,12 @@ int engine_init(struct engine *e, const struct engine_config *cfg)
         engine_free(e);
         return rc;
     }
-    hint_index(&e->sku_index);
-    hint_index(&e->account_index);
-    hint_index(&e->order_index);
-    hint_index(&e->hold_index);
-    hint_index(&e->limit_index);
-    hint_index(&e->request_index);
+    hint_index(&e->sku_index, cfg->prefault);
+    hint_index(&e->account_index, cfg->prefault);
+    hint_index(&e->order_index, cfg->prefault);
+    hint_index(&e->hold_index, cfg->prefault);
+    hint_index(&e->limit_index, cfg->prefault);
+    hint_index(&e->request_index, cfg->prefault);
     reset_tables(e);
     return 0;
 }
