@@ -101,11 +101,22 @@ static bool check_timer(const struct engine *e, uint32_t pos, uint32_t ref, int6
     return pos < e->timers_count && e->timers[pos].ref == ref && e->timers[pos].at_ms == at_ms;
 }
 
+/* Index lookups of rows far ahead are started early so their cache misses overlap: checking a
+ * loaded snapshot of 10^7 orders is otherwise one memory latency per row. */
+#define CHECK_AHEAD 16
+
+static void prefetch_cell(const struct sm_index *ix, uint64_t h)
+{
+    __builtin_prefetch(&ix->hashes[(uint32_t)sm_index_hash_fix(h) & ix->mask]);
+}
+
 static bool check_orders(const struct engine *e, struct check_sums *s, uint32_t *timers, char *why,
                          size_t n)
 {
     uint32_t live = 0;
     for (uint32_t i = 0; i < e->order_slots.high_water; i++) {
+        if (i + CHECK_AHEAD < e->order_slots.high_water)
+            prefetch_cell(&e->order_index, e->orders[i + CHECK_AHEAD].id.lo);
         const struct engine_order *o = &e->orders[i];
         if (o->state == ORDER_FREE)
             continue;
@@ -198,6 +209,11 @@ static bool check_timers_requests(const struct engine *e, uint32_t timers, char 
         e->request_index.count != e->requests_count)
         return fail(why, n, "requests: ring and index disagree");
     for (uint32_t i = 0; i < e->requests_count; i++) {
+        if (i + CHECK_AHEAD < e->requests_count)
+            prefetch_cell(
+                &e->request_index,
+                e->requests[((uint64_t)e->requests_head + i + CHECK_AHEAD) % e->cfg.request_ids_max]
+                    .id.lo);
         uint32_t slot = (uint32_t)(((uint64_t)e->requests_head + i) % e->cfg.request_ids_max);
         if (engine_request_find(e, e->requests[slot].id) != slot)
             return fail(why, n, "requests: entry %u not indexed", slot);
