@@ -264,14 +264,7 @@ int store_open(struct store *s, const struct store_config *cfg, struct wal_recov
         return SM_E_BADARG;
     }
     s->partitions = cfg->partitions;
-    s->scratch = malloc(RECORD_PREFIX_BYTES + SM_ENGINE_RECORD_BYTES_MAX);
-    s->output = calloc(1, sizeof *s->output);
-    int rc = (!s->scratch || !s->output) ? SM_E_NOMEM : engines_init(s, cfg);
-    if (rc != 0) {
-        snprintf(why, why_cap, "cannot allocate %u partitions (%s)", cfg->partitions,
-                 sm_strerror(rc));
-        goto fail;
-    }
+    /* The log first: a damaged directory is refused before any table is allocated. */
     struct wal_config wc = {
         .dir = cfg->dir,
         .fs = cfg->fs,
@@ -279,7 +272,7 @@ int store_open(struct store *s, const struct store_config *cfg, struct wal_recov
         .sync_mode = cfg->sync_mode,
         .repair = cfg->repair,
     };
-    rc = wal_open(&s->wal, &wc, report);
+    int rc = wal_open(&s->wal, &wc, report);
     if (rc != 0) {
         if (report->corrupt)
             snprintf(why, why_cap,
@@ -292,6 +285,14 @@ int store_open(struct store *s, const struct store_config *cfg, struct wal_recov
         goto fail;
     }
     s->wal_open = true;
+    s->scratch = malloc(RECORD_PREFIX_BYTES + SM_ENGINE_RECORD_BYTES_MAX);
+    s->output = calloc(1, sizeof *s->output);
+    rc = (!s->scratch || !s->output) ? SM_E_NOMEM : engines_init(s, cfg);
+    if (rc != 0) {
+        snprintf(why, why_cap, "cannot allocate %u partitions (%s)", cfg->partitions,
+                 sm_strerror(rc));
+        goto fail;
+    }
     rc = replay(s, report, why, why_cap);
     if (rc != 0)
         goto fail;

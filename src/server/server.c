@@ -741,6 +741,50 @@ static int open_data_dir(struct server *s)
     return 0;
 }
 
+/* The partition count is fixed when a data directory is created: every key's partition and
+ * every logged record depend on it. It is kept in <dir>/META and a start with another count is
+ * refused instead of replaying records into the wrong partitions. */
+static int check_meta(struct server *s)
+{
+    char path[SM_WAL_DIR_BYTES_MAX + 16], tmp[SM_WAL_DIR_BYTES_MAX + 16];
+    snprintf(path, sizeof path, "%s/META", s->cfg->data_dir);
+    FILE *f = fopen(path, "r");
+    if (f) {
+        unsigned stored = 0;
+        int n = fscanf(f, "partitions %u", &stored);
+        fclose(f);
+        if (n != 1) {
+            fprintf(stderr, "shardmart: %s is damaged (expected 'partitions N')\n", path);
+            return SM_E_CORRUPT;
+        }
+        if (stored != s->cfg->partitions) {
+            fprintf(stderr,
+                    "shardmart: data directory '%s' was created with --partitions %u; "
+                    "it cannot be opened with %u\n",
+                    s->cfg->data_dir, stored, s->cfg->partitions);
+            return SM_E_BADARG;
+        }
+        return 0;
+    }
+    snprintf(tmp, sizeof tmp, "%s/META.tmp", s->cfg->data_dir);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    char line[64];
+    int len = snprintf(line, sizeof line, "partitions %u\n", s->cfg->partitions);
+    bool ok = fd >= 0 && write(fd, line, (size_t)len) == len && fsync(fd) == 0;
+    if (fd >= 0)
+        close(fd);
+    ok = ok && rename(tmp, path) == 0;
+    int dfd = open(s->cfg->data_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    ok = ok && dfd >= 0 && fsync(dfd) == 0;
+    if (dfd >= 0)
+        close(dfd);
+    if (!ok) {
+        fprintf(stderr, "shardmart: cannot write %s: %s\n", path, strerror(errno));
+        return SM_E_IO;
+    }
+    return 0;
+}
+
 static void write_ready_file(const struct server *s, int resp_port, int http_port)
 {
     if (!s->cfg->ready_file)
@@ -797,7 +841,16 @@ static int open_store(struct server *s)
 
 static int server_start(struct server *s, int *resp_port, int *http_port)
 {
+    /* The data directory's lock and the ports first: a node that cannot serve says so at once,
+     * before a recovery that may take seconds. Connections that arrive during recovery wait in
+     * the listen backlog; /readyz answers only once the loop runs. */
     int rc = open_data_dir(s);
+    if (rc == 0)
+        rc = check_meta(s);
+    if (rc == 0)
+        rc = listen_on(s, &s->resp_listener, "RESP", resp_port);
+    if (rc == 0 && s->http_enabled)
+        rc = listen_on(s, &s->http_listener, "HTTP", http_port);
     if (rc == 0)
         rc = open_store(s);
     if (rc != 0)
@@ -814,11 +867,6 @@ static int server_start(struct server *s, int *resp_port, int *http_port)
     if (node_init(&s->node, &ncfg, wall_ms()) != 0)
         return SM_E_NOMEM;
     s->node.store = &s->store;
-    rc = listen_on(s, &s->resp_listener, "RESP", resp_port);
-    if (rc == 0 && s->http_enabled)
-        rc = listen_on(s, &s->http_listener, "HTTP", http_port);
-    if (rc != 0)
-        return rc;
     s->node.cfg.resp_port = *resp_port;
     s->node.cfg.http_port = *http_port;
     uv_check_init(&s->loop, &s->batch_check);

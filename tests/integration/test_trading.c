@@ -279,10 +279,16 @@ Test(trading, corrupt_log_refuses_to_start_with_file_and_offset)
     fputc(ch ^ 0x40, f);
     fclose(f);
     char out[2048];
-    const char *args[] = {"start", "--port", "0", "--http-port", "0", "--data", data, NULL};
+    const char *args[] = {"start", "--port",       "0", "--http-port", "0", "--data",
+                          data,    "--partitions", "4", NULL};
     cr_assert_eq(node_proc_run(args, out, sizeof out), 1);
     cr_assert(strstr(out, "wal-00000000000000000001.log") != NULL, "no file named: %s", out);
     cr_assert(strstr(out, "offset") != NULL, "no offset: %s", out);
+    /* Another partition count would route keys elsewhere: refused, whatever the log says. */
+    const char *other[] = {"start", "--port",       "0", "--http-port", "0", "--data",
+                           data,    "--partitions", "8", NULL};
+    cr_assert_eq(node_proc_run(other, out, sizeof out), 1);
+    cr_assert(strstr(out, "was created with --partitions 4") != NULL, "got: %s", out);
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf %s", keep);
     cr_assert_eq(system(cmd), 0);
