@@ -21,6 +21,14 @@ int cli_start(int argc, char **argv);
 extern const char cli_ring_usage[];
 int cli_ring(int argc, char **argv);
 
+/* `shardmart bench` (cmd_bench.c, bench_loop.c, bench_workload.c). */
+extern const char cli_bench_usage[];
+int cli_bench(int argc, char **argv);
+
+/* `shardmart check` (cmd_check.c). */
+extern const char cli_check_usage[];
+int cli_check(int argc, char **argv);
+
 /* `shardmart wal` (cmd_wal.c). */
 extern const char cli_wal_usage[];
 int cli_wal(int argc, char **argv);

@@ -22,6 +22,8 @@ const struct cli_command cli_commands[] = {
     {"start", "start one node (RESP and HTTP)", cli_start_usage, cli_start},
     {"ring", "plan placement: balance and movement for a sample cluster", cli_ring_usage, cli_ring},
     {"wal", "check or print a log directory (verify, dump)", cli_wal_usage, cli_wal},
+    {"bench", "drive load at a node and measure it", cli_bench_usage, cli_bench},
+    {"check", "prove a history against the node's final state", cli_check_usage, cli_check},
     {NULL, NULL, NULL, NULL},
 };
 

@@ -1,0 +1,117 @@
+/*
+ * `shardmart bench` internals shared by cmd_bench.c (flags, set-up, summary), bench_workload.c
+ * (what the next operation is) and bench_loop.c (sending, receiving, timing, history).
+ *
+ *   workload -> bench_op -> client slot (<= pipeline per connection) -> reply -> outcome,
+ *                                                                       histogram, history line
+ */
+#ifndef SHARDMART_CLI_BENCH_H
+#define SHARDMART_CLI_BENCH_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "cli/latency_hist.h"
+#include "cli/resp_client.h"
+#include "limits.h"
+
+enum bench_workload { BENCH_FLASH_SALE, BENCH_SPREAD, BENCH_CART };
+
+enum bench_op_kind { BENCH_OP_CREATE, BENCH_OP_PLACE, BENCH_OP_PAYEXT, BENCH_OP_CANCEL };
+
+/* Bounds of the tool, each with its reason. */
+#define BENCH_CLIENTS_MAX   4096   /* one poll() set; far past what a 2-core loopback run needs */
+#define BENCH_PIPELINE_MAX  1024   /* the node's --pipeline-max default: deeper only queues there */
+#define BENCH_SKUS_MAX      100000 /* names live in one array; STOCK.GET of each at the end */
+#define BENCH_NAME_BYTES    48     /* "<tag>-<letter><index>" with room to spare */
+#define BENCH_ARGS_BYTES    (16 + 5 * (BENCH_NAME_BYTES + 4)) /* user, ttl, up to 5 items */
+#define BENCH_FOLLOWUPS_MAX 4096  /* cart: acked orders waiting to be paid or cancelled */
+#define BENCH_OUTCOMES_MAX  16    /* distinct error codes counted; the rest are "other" */
+#define BENCH_STALL_MS      10000 /* no reply for this long with requests out: the node is stuck */
+
+struct bench_config {
+    enum bench_workload workload;
+    const char *host;
+    int port;
+    uint32_t clients;
+    uint32_t pipeline;
+    uint64_t requests;    /* 0 when bounded by duration_ms only */
+    uint64_t duration_ms; /* 0 when bounded by requests only */
+    double rate;          /* > 0: open loop at this many operations per second */
+    uint32_t skus;
+    int64_t stock;
+    uint32_t users;
+    uint32_t partitions;
+    int64_t ttl_ms;
+    const char *history;
+    uint64_t seed;
+    bool json;
+};
+
+/* One operation: what the history records about it besides its reply. */
+struct bench_op {
+    uint64_t intended_ns; /* since the run's start: when it was meant to be sent */
+    uint8_t kind;         /* enum bench_op_kind */
+    char rid[32];
+    char args[BENCH_ARGS_BYTES]; /* the arguments after the request id, space-separated */
+};
+
+struct bench_outcome {
+    char code[24]; /* "ok" or the error's first word */
+    uint64_t count;
+};
+
+/* What to send next. The caller owns it; bench_workload_init fills the SKU names. */
+struct bench_workload_state {
+    const struct bench_config *cfg;
+    uint64_t rng;
+    char tag[20]; /* unique per run: request ids and SKU names start with it */
+    uint64_t seq;
+    char (*skus)[BENCH_NAME_BYTES];
+    uint32_t skus_n;
+    char followups[BENCH_FOLLOWUPS_MAX][40]; /* ring of order ids: cart pays or cancels them */
+    uint8_t followup_kind[BENCH_FOLLOWUPS_MAX];
+    uint32_t followups_head;
+    uint32_t followups_n;
+};
+
+/* The totals of one run. */
+struct bench_result {
+    uint64_t ops;  /* replies received (and unanswered ops counted as lost) */
+    uint64_t lost; /* sent but never answered (connection lost) */
+    uint64_t elapsed_ns;
+    struct latency_hist hist;
+    struct bench_outcome outcomes[BENCH_OUTCOMES_MAX + 1]; /* the last is "other" */
+    uint32_t outcomes_n;
+};
+
+const char *bench_op_name(int kind);
+uint64_t bench_now_ns(void);
+
+/* Picks SKU names (cart: all in one partition) and the run tag. 0, SM_E_NOMEM or SM_E_BADARG
+ * (no names found in the same partition). Free with bench_workload_free. */
+MUST_USE int bench_workload_init(struct bench_workload_state *w, const struct bench_config *cfg);
+void bench_workload_free(struct bench_workload_state *w);
+/* The set-up operation i (STOCK.CREATE of SKU i) into op. */
+void bench_workload_setup_op(struct bench_workload_state *w, uint32_t i, struct bench_op *op);
+/* The next load operation into op (a follow-up payment or cancel first, in cart). */
+void bench_workload_next(struct bench_workload_state *w, struct bench_op *op);
+/* Tells the workload an order was placed (cart queues a payment or a cancel for some). */
+void bench_workload_placed(struct bench_workload_state *w, const char *order_id);
+
+/* Encodes op as a command on c. */
+void bench_send_op(struct rc_conn *c, const struct bench_op *op);
+/* Writes one history line. */
+void bench_history_line(FILE *f, uint32_t client, const struct bench_op *op, uint64_t reply_ns,
+                        const char *outcome, const char *result);
+/* Counts an outcome in r. */
+void bench_count_outcome(struct bench_result *r, const char *code);
+
+/* Runs the load phase on cfg->clients fresh connections. 0, or a negative code after printing
+ * why (a connection lost or stuck: the history still has every operation, unanswered ones as
+ * "unknown"). */
+MUST_USE int bench_loop_run(const struct bench_config *cfg, struct bench_workload_state *w,
+                            FILE *history, uint64_t start_ns, struct bench_result *r);
+
+#endif

@@ -1,0 +1,376 @@
+/*
+ * `shardmart bench <flash-sale|spread|cart>`: a load generator that speaks RESP to a node, counts
+ * the outcome of every operation, measures latency with a log-linear histogram and can record a
+ * history for `shardmart check` (docs/tools.md). This file holds the flags, the set-up (creating
+ * the SKUs), the final read of the stock and the summary; bench_loop.c drives the load and
+ * bench_workload.c decides what each operation is.
+ */
+#include <errno.h>
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cli/bench.h"
+#include "cli/commands.h"
+#include "util/error.h"
+
+const char cli_bench_usage[] =
+    "usage: shardmart bench <flash-sale|spread|cart> [options]\n"
+    "Drives load at a node over RESP and reports throughput, outcomes and latency.\n"
+    "  flash-sale  one SKU of --stock units, LIMIT 1 per user; single-unit orders of random users\n"
+    "  spread      --skus SKUs; single-unit orders of a random SKU\n"
+    "  cart        --skus SKUs in one partition; orders of 2-5 SKUs, then some paid or cancelled\n"
+    "options:\n"
+    "  --host H          node address (default 127.0.0.1)\n"
+    "  --port P          RESP port (default 7379)\n"
+    "  --clients N       connections (default 50, 1..4096)\n"
+    "  --pipeline D      requests in flight per connection (default 1, 1..1024)\n"
+    "  --requests N      operations to send (default 100000 unless --duration-ms)\n"
+    "  --duration-ms T   stop sending after T ms\n"
+    "  --rate R          open loop: R operations per second at fixed intended times; latency\n"
+    "                    counts from the intended time (default: closed loop)\n"
+    "  --skus N          SKUs for spread and cart (default 1000 spread, 16 cart)\n"
+    "  --stock Q         units per SKU (default 1000)\n"
+    "  --users N         distinct buyers (default 100000)\n"
+    "  --partitions P    the node's partition count, for cart's SKU names (default: asked\n"
+    "                    with CONFIG GET partitions)\n"
+    "  --ttl-ms T        reservation time of each order (default 600000)\n"
+    "  --history FILE    write one line per operation (TSV, see docs/tools.md)\n"
+    "  --seed S          random seed (default 1)\n"
+    "  --json            print the summary as one JSON object\n"
+    "exit: 0 done, 1 the node failed or went away, 2 usage\n";
+
+/* Parses an integer flag value in [min, max]; false (after a message) when it is not one. */
+static bool parse_int(const char *flag, const char *s, int64_t min, int64_t max, int64_t *out)
+{
+    char *end = NULL;
+    errno = 0;
+    long long v = s ? strtoll(s, &end, 10) : 0;
+    if (!s || errno || end == s || *end || v < min || v > max) {
+        fprintf(stderr, "shardmart bench: %s wants an integer in %lld..%lld\n", flag,
+                (long long)min, (long long)max);
+        return false;
+    }
+    *out = v;
+    return true;
+}
+
+struct int_flag {
+    const char *name;
+    int64_t min;
+    int64_t max;
+    size_t offset; /* into struct bench_flags */
+};
+
+/* Raw integer flags before they become the config (-1: not given). */
+struct bench_flags {
+    int64_t port, clients, pipeline, requests, duration_ms, rate, skus, stock, users, partitions,
+        ttl_ms, seed;
+};
+
+#define INT_FLAG(n, f, lo, hi)                                                                     \
+    {                                                                                              \
+        n, lo, hi, offsetof(struct bench_flags, f)                                                 \
+    }
+static const struct int_flag int_flags[] = {
+    INT_FLAG("--port", port, 1, 65535),
+    INT_FLAG("--clients", clients, 1, BENCH_CLIENTS_MAX),
+    INT_FLAG("--pipeline", pipeline, 1, BENCH_PIPELINE_MAX),
+    INT_FLAG("--requests", requests, 1, INT64_C(1) << 40),
+    INT_FLAG("--duration-ms", duration_ms, 1, INT64_C(86400000)),
+    INT_FLAG("--rate", rate, 1, INT64_C(100000000)),
+    INT_FLAG("--skus", skus, 1, BENCH_SKUS_MAX),
+    INT_FLAG("--stock", stock, 0, INT64_C(1) << 40),
+    INT_FLAG("--users", users, 1, INT64_C(4000000000)),
+    INT_FLAG("--partitions", partitions, 1, SM_PARTITIONS_MAX),
+    INT_FLAG("--ttl-ms", ttl_ms, 1, INT64_C(86400000)),
+    INT_FLAG("--seed", seed, 0, INT64_MAX),
+};
+
+static int64_t or_default(int64_t v, int64_t d)
+{
+    return v >= 0 ? v : d;
+}
+
+/* Fills cfg from argv; false (after a message) on a usage error. */
+static bool parse_flags(int argc, char **argv, struct bench_config *cfg)
+{
+    struct bench_flags f;
+    memset(&f, 0xff, sizeof f); /* every field -1 */
+    for (int i = 1; i < argc; i++) {
+        const struct int_flag *k = NULL;
+        for (size_t j = 0; j < sizeof int_flags / sizeof int_flags[0]; j++)
+            if (strcmp(argv[i], int_flags[j].name) == 0)
+                k = &int_flags[j];
+        if (k) {
+            if (!parse_int(k->name, i + 1 < argc ? argv[++i] : NULL, k->min, k->max,
+                           (int64_t *)((char *)&f + k->offset)))
+                return false;
+        } else if (strcmp(argv[i], "--host") == 0 && i + 1 < argc) {
+            cfg->host = argv[++i];
+        } else if (strcmp(argv[i], "--history") == 0 && i + 1 < argc) {
+            cfg->history = argv[++i];
+        } else if (strcmp(argv[i], "--json") == 0) {
+            cfg->json = true;
+        } else {
+            fprintf(stderr, "shardmart bench: unknown or incomplete option '%s'\n", argv[i]);
+            return false;
+        }
+    }
+    cfg->port = (int)or_default(f.port, 7379);
+    cfg->clients = (uint32_t)or_default(f.clients, 50);
+    cfg->pipeline = (uint32_t)or_default(f.pipeline, 1);
+    cfg->duration_ms = (uint64_t)or_default(f.duration_ms, 0);
+    cfg->requests = (uint64_t)or_default(f.requests, cfg->duration_ms ? 0 : 100000);
+    cfg->rate = (double)or_default(f.rate, 0);
+    cfg->skus = (uint32_t)or_default(f.skus, cfg->workload == BENCH_CART ? 16 : 1000);
+    cfg->stock = or_default(f.stock, 1000);
+    cfg->users = (uint32_t)or_default(f.users, 100000);
+    cfg->partitions = (uint32_t)or_default(f.partitions, 0); /* 0: ask the node */
+    cfg->ttl_ms = or_default(f.ttl_ms, 600000);
+    cfg->seed = (uint64_t)or_default(f.seed, 1);
+    return true;
+}
+
+/* Requests per round trip of the set-up and the final read: enough to hide the round trip, well
+ * under the node's default --pipeline-max. */
+#define BENCH_SETUP_CHUNK 256
+
+/* Creates every SKU of the workload (pipelined), recording each in the history. */
+static int setup(struct rc_conn *c, struct bench_workload_state *w, FILE *history)
+{
+    static struct bench_op ops[BENCH_SETUP_CHUNK];
+    for (uint32_t base = 0; base < w->skus_n; base += BENCH_SETUP_CHUNK) {
+        uint32_t n = w->skus_n - base < BENCH_SETUP_CHUNK ? w->skus_n - base : BENCH_SETUP_CHUNK;
+        for (uint32_t i = 0; i < n; i++) {
+            bench_workload_setup_op(w, base + i, &ops[i]);
+            ops[i].intended_ns = 0;
+            bench_send_op(c, &ops[i]);
+        }
+        for (uint32_t i = 0; i < n; i++) {
+            char code[24];
+            int rc = rc_wait(c, BENCH_STALL_MS);
+            if (rc < 0) {
+                fprintf(stderr, "shardmart bench: set-up failed: %s\n", sm_strerror(rc));
+                return rc;
+            }
+            bool err = rc_is_error(c, code, sizeof code);
+            bench_history_line(history, 0, &ops[i], 0, err ? code : "ok", err ? "-" : "OK");
+            if (err) {
+                fprintf(stderr, "shardmart bench: STOCK.CREATE %s: %.*s\n", w->skus[base + i],
+                        (int)c->vals[0].str.len, (const char *)c->vals[0].str.ptr);
+                return SM_E_STATE;
+            }
+        }
+    }
+    return 0;
+}
+
+/* The run's SKUs as the node sees them at the end, summed. */
+struct stock_totals {
+    int64_t available, reserved, sold, stocked;
+};
+
+static int read_stock(struct rc_conn *c, const struct bench_workload_state *w,
+                      struct stock_totals *t)
+{
+    memset(t, 0, sizeof *t);
+    for (uint32_t base = 0; base < w->skus_n; base += BENCH_SETUP_CHUNK) {
+        uint32_t n = w->skus_n - base < BENCH_SETUP_CHUNK ? w->skus_n - base : BENCH_SETUP_CHUNK;
+        for (uint32_t i = 0; i < n; i++) {
+            const char *argv[] = {"STOCK.GET", w->skus[base + i]};
+            rc_command(c, 2, argv);
+        }
+        for (uint32_t i = 0; i < n; i++) {
+            int64_t a = 0, r = 0, s = 0, k = 0;
+            int rc = rc_wait(c, BENCH_STALL_MS);
+            if (rc < 0)
+                return rc;
+            if (!rc_field_int(c, "available", &a) || !rc_field_int(c, "reserved", &r) ||
+                !rc_field_int(c, "sold", &s) || !rc_field_int(c, "stocked", &k))
+                return SM_E_PROTO;
+            t->available += a;
+            t->reserved += r;
+            t->sold += s;
+            t->stocked += k;
+        }
+    }
+    return 0;
+}
+
+static const char *const workload_names[] = {"flash-sale", "spread", "cart"};
+
+static const struct bench_outcome *outcome_at(const struct bench_result *r, uint32_t i)
+{
+    if (i < r->outcomes_n)
+        return &r->outcomes[i];
+    if (i == r->outcomes_n && r->outcomes[BENCH_OUTCOMES_MAX].count > 0)
+        return &r->outcomes[BENCH_OUTCOMES_MAX];
+    return NULL;
+}
+
+static const double quantiles[] = {0.5, 0.9, 0.99, 0.999};
+static const char *const quantile_names[] = {"p50", "p90", "p99", "p99.9"};
+
+static void print_text(const struct bench_config *cfg, const struct bench_result *r,
+                       const struct stock_totals *t, uint32_t skus_n)
+{
+    double s = (double)r->elapsed_ns / 1e9;
+    printf("%s: %llu ops in %.3f s = %.0f ops/s (%u clients x pipeline %u, %s)\n",
+           workload_names[cfg->workload], (unsigned long long)r->ops, s,
+           s > 0 ? (double)r->ops / s : 0.0, cfg->clients, cfg->pipeline,
+           cfg->rate > 0 ? "open loop" : "closed loop");
+    if (cfg->rate > 0)
+        printf("  target rate %.0f ops/s\n", cfg->rate);
+    printf("  outcomes:");
+    for (uint32_t i = 0; outcome_at(r, i); i++)
+        printf(" %s %llu", outcome_at(r, i)->code, (unsigned long long)outcome_at(r, i)->count);
+    printf("\n  latency ms:");
+    for (size_t i = 0; i < sizeof quantiles / sizeof quantiles[0]; i++)
+        printf(" %s %.3f", quantile_names[i],
+               (double)latency_hist_quantile(&r->hist, quantiles[i]) / 1e6);
+    printf(" max %.3f mean %.3f\n", (double)r->hist.max / 1e6, latency_hist_mean(&r->hist) / 1e6);
+    printf("  stock (%u SKUs): stocked %lld available %lld reserved %lld sold %lld\n", skus_n,
+           (long long)t->stocked, (long long)t->available, (long long)t->reserved,
+           (long long)t->sold);
+}
+
+static void print_json(const struct bench_config *cfg, const struct bench_result *r,
+                       const struct stock_totals *t, uint32_t skus_n)
+{
+    double s = (double)r->elapsed_ns / 1e9;
+    json_t *o = json_object(), *outcomes = json_object(), *lat = json_object();
+    for (uint32_t i = 0; outcome_at(r, i); i++)
+        json_object_set_new(outcomes, outcome_at(r, i)->code,
+                            json_integer((json_int_t)outcome_at(r, i)->count));
+    for (size_t i = 0; i < sizeof quantiles / sizeof quantiles[0]; i++)
+        json_object_set_new(lat, quantile_names[i],
+                            json_real((double)latency_hist_quantile(&r->hist, quantiles[i]) / 1e6));
+    json_object_set_new(lat, "max", json_real((double)r->hist.max / 1e6));
+    json_object_set_new(lat, "mean", json_real(latency_hist_mean(&r->hist) / 1e6));
+    json_object_set_new(o, "workload", json_string(workload_names[cfg->workload]));
+    json_object_set_new(o, "clients", json_integer(cfg->clients));
+    json_object_set_new(o, "pipeline", json_integer(cfg->pipeline));
+    json_object_set_new(o, "rate", json_real(cfg->rate));
+    json_object_set_new(o, "ops", json_integer((json_int_t)r->ops));
+    json_object_set_new(o, "lost", json_integer((json_int_t)r->lost));
+    json_object_set_new(o, "seconds", json_real(s));
+    json_object_set_new(o, "ops_per_s", json_real(s > 0 ? (double)r->ops / s : 0.0));
+    json_object_set_new(o, "outcomes", outcomes);
+    json_object_set_new(o, "latency_ms", lat);
+    json_object_set_new(o, "skus", json_integer(skus_n));
+    json_object_set_new(o, "stocked", json_integer(t->stocked));
+    json_object_set_new(o, "available", json_integer(t->available));
+    json_object_set_new(o, "reserved", json_integer(t->reserved));
+    json_object_set_new(o, "sold", json_integer(t->sold));
+    char *text = json_dumps(o, JSON_COMPACT);
+    if (text)
+        puts(text);
+    free(text);
+    json_decref(o);
+}
+
+static FILE *open_history(const char *path, const struct bench_config *cfg,
+                          const struct bench_workload_state *w)
+{
+    FILE *f = fopen(path, "w");
+    if (!f) {
+        fprintf(stderr, "shardmart bench: cannot write %s: %s\n", path, strerror(errno));
+        return NULL;
+    }
+    fprintf(f, "# shardmart history v1 workload=%s tag=%s seed=%llu started_unix=%lld\n",
+            workload_names[cfg->workload], w->tag, (unsigned long long)cfg->seed,
+            (long long)time(NULL));
+    fprintf(f, "# client\top\trid\tintended_us\treply_us\toutcome\tresult\targs\n");
+    return f;
+}
+
+/* Set-up, load, final read, summary; the exit code. */
+static int run(const struct bench_config *cfg, struct bench_workload_state *w, FILE *history)
+{
+    struct rc_conn c;
+    if (rc_open(&c, cfg->host, cfg->port) != 0) {
+        fprintf(stderr, "shardmart bench: cannot connect to %s:%d: %s\n", cfg->host, cfg->port,
+                strerror(errno));
+        return 1;
+    }
+    static struct bench_result r;
+    memset(&r, 0, sizeof r);
+    latency_hist_init(&r.hist);
+    struct stock_totals t = {0};
+    int rc = setup(&c, w, history);
+    rc = rc ? rc : bench_loop_run(cfg, w, history, bench_now_ns(), &r);
+    int rc_read = read_stock(&c, w, &t);
+    rc_close(&c);
+    if (r.ops > 0 || rc == 0) {
+        if (cfg->json)
+            print_json(cfg, &r, &t, w->skus_n);
+        else
+            print_text(cfg, &r, &t, w->skus_n);
+    }
+    if (rc == 0 && rc_read != 0)
+        fprintf(stderr, "shardmart bench: reading the stock back failed: %s\n",
+                sm_strerror(rc_read));
+    return rc == 0 && rc_read == 0 ? 0 : 1;
+}
+
+/* Cart needs the node's partition count to pick names that share one: CONFIG GET partitions. */
+static uint32_t ask_partitions(const struct bench_config *cfg)
+{
+    struct rc_conn c;
+    int64_t p = 0;
+    if (rc_open(&c, cfg->host, cfg->port) != 0)
+        return SM_PARTITIONS_DEFAULT; /* run() reports the connection failure */
+    const char *argv[] = {"CONFIG", "GET", "partitions"};
+    rc_command(&c, 3, argv);
+    char text[32] = "";
+    if (rc_wait(&c, BENCH_STALL_MS) == 0 && c.vals_n == 3 && c.vals[2].type == RESP_BULK)
+        (void)snprintf(text, sizeof text, "%.*s", (int)c.vals[2].str.len,
+                       (const char *)c.vals[2].str.ptr);
+    rc_close(&c);
+    p = strtoll(text, NULL, 10);
+    if (p < 1 || p > SM_PARTITIONS_MAX) {
+        fprintf(stderr, "shardmart bench: the node did not say its partition count; assuming %d\n",
+                SM_PARTITIONS_DEFAULT);
+        return SM_PARTITIONS_DEFAULT;
+    }
+    return (uint32_t)p;
+}
+
+int cli_bench(int argc, char **argv)
+{
+    struct bench_config cfg = {.host = "127.0.0.1"};
+    if (argc < 1) {
+        fputs(cli_bench_usage, stderr);
+        return 2;
+    }
+    size_t k = 0;
+    while (k < 3 && strcmp(argv[0], workload_names[k]) != 0)
+        k++;
+    if (k == 3) {
+        fprintf(stderr, "shardmart bench: unknown workload '%s' (flash-sale, spread, cart)\n",
+                argv[0]);
+        return 2;
+    }
+    cfg.workload = (enum bench_workload)k;
+    if (!parse_flags(argc, argv, &cfg))
+        return 2;
+    if (cfg.partitions == 0)
+        cfg.partitions = cfg.workload == BENCH_CART ? ask_partitions(&cfg) : SM_PARTITIONS_DEFAULT;
+    static struct bench_workload_state w;
+    int rc = bench_workload_init(&w, &cfg);
+    if (rc != 0) {
+        fprintf(stderr, "shardmart bench: cannot pick SKU names: %s\n", sm_strerror(rc));
+        bench_workload_free(&w);
+        return 2;
+    }
+    FILE *history = cfg.history ? open_history(cfg.history, &cfg, &w) : NULL;
+    int code = cfg.history && !history ? 2 : run(&cfg, &w, history);
+    if (history && fclose(history) != 0) {
+        fprintf(stderr, "shardmart bench: writing %s failed: %s\n", cfg.history, strerror(errno));
+        code = 1;
+    }
+    bench_workload_free(&w);
+    return code;
+}
