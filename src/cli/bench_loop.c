@@ -35,6 +35,7 @@ struct loop {
     uint64_t inflight;
     uint64_t next_due_ns; /* open loop: the next operation's intended time, since start */
     uint32_t cursor;      /* open loop: where the search for a free slot starts */
+    bool slots_full;      /* open loop: an operation is due but every slot is busy */
     uint64_t last_reply_ns;
     uint64_t progress_ns;
     bool tty;
@@ -69,14 +70,17 @@ static void issue_due(struct loop *l, uint64_t now_ns)
         return;
     }
     double interval_ns = 1e9 / l->cfg->rate;
+    l->slots_full = false;
     while (l->next_due_ns <= now_ns && issuing(l, l->next_due_ns)) {
         uint32_t tried = 0;
         while (tried < l->cfg->clients && l->clients[l->cursor].count == l->cfg->pipeline) {
             l->cursor = (l->cursor + 1) % l->cfg->clients;
             tried++;
         }
-        if (tried == l->cfg->clients)
-            return; /* every slot busy: the due operation waits, its clock running */
+        if (tried == l->cfg->clients) {
+            l->slots_full = true; /* the due operation waits for a reply, its clock running */
+            return;
+        }
         issue(l, l->cursor, l->next_due_ns);
         l->cursor = (l->cursor + 1) % l->cfg->clients;
         l->next_due_ns = (uint64_t)((double)l->issued * interval_ns);
@@ -145,7 +149,7 @@ static void progress(struct loop *l, uint64_t now_ns, bool last)
 static int step(struct loop *l, uint64_t now_ns)
 {
     uint64_t wait_ns = 100000000u;
-    if (l->cfg->rate > 0 && issuing(l, now_ns))
+    if (l->cfg->rate > 0 && issuing(l, now_ns) && !l->slots_full)
         wait_ns = l->next_due_ns > now_ns ? l->next_due_ns - now_ns : 0;
     if (wait_ns > 100000000u)
         wait_ns = 100000000u;
