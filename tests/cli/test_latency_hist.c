@@ -7,7 +7,7 @@
 #include <criterion/criterion.h>
 #include <stdlib.h>
 
-#include "../../src/cli/latency_hist.c"
+#include "../../src/cli/latency_hist.c" /* NOLINT(bugprone-suspicious-include) */
 
 Test(latency_hist, buckets_are_contiguous_and_cover_uint64)
 {
