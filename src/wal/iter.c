@@ -102,6 +102,13 @@ int wal_iter_next(struct wal_iter *it, struct wal_record *out)
             if (rc < 0)
                 return rc;
         }
+        /* A segment ends after its last record: in a preallocated file zeros follow. */
+        if (it->index_next > w->segments[it->segment].index_last) {
+            (void)w->fs.close(w->fs.ctx, it->fd);
+            it->fd = -1;
+            it->segment++;
+            continue;
+        }
         const uint64_t seg_end = it->end;
         const char *why;
         int d = wal_record_decode(it->buf + it->buf_pos, it->buf_len - it->buf_pos,

@@ -7,10 +7,15 @@
  *  2. Segments wholly covered by that snapshot are not read (they are only kept for an older
  *     snapshot to fall back on). From the segment holding snapshot index + 1 on, every record is
  *     checked: bounds, checksum, and index = previous + 1, across segment boundaries too.
- *  3. A torn tail: the first bad record (short, or failing a check) of the LAST segment, with no
- *     valid record anywhere after it in that file, is where the last unsynced write stopped. It
- *     is cut off (file truncated there; a last segment whose header itself is torn and holds no
- *     record is removed) and reported with file, offset and bytes dropped.
+ *  3. A segment's records end at the end of the file or where only zero bytes follow to the end
+ *     (a preallocated segment; zeros decode as type 0, never as a record): a clean end, in any
+ *     segment. A torn tail: the first bad record (short, or failing a check) of the LAST segment,
+ *     followed by bytes that are not all zero but with no valid record anywhere after it in that
+ *     file, is where the last unsynced write stopped. It is cut off (with config.preallocate the
+ *     bytes up to the last non-zero one are overwritten with zeros and synced, so the file keeps
+ *     its size; else the file is truncated there; a last segment whose header itself is torn and
+ *     holds no record is removed) and reported with file, offset and bytes dropped. A spare
+ *     segment (WAL_SPARE_NAME, made ahead and never given records) is deleted.
  *  4. Anything else is damage to data that was durable: a bad record followed by a valid one, a
  *     bad record or trailing bytes in a segment that is not the last, a bad header, a gap between
  *     segments. wal_open refuses with SM_E_CORRUPT naming the file and offset, unless repair mode:
@@ -89,6 +94,7 @@ struct dir_listing {
     char (*temps)[64];
     uint32_t temps_count, temps_cap;
     uint32_t segments_max;
+    bool spare; /* WAL_SPARE_NAME is there */
 };
 
 static int push_u64(uint64_t **arr, uint32_t *count, uint32_t *cap, uint64_t v)
@@ -114,6 +120,10 @@ static int on_entry(void *ctx, const char *name)
         if (l->segments_count >= l->segments_max)
             return -EMFILE;
         return push_u64(&l->segments, &l->segments_count, &l->segments_cap, idx);
+    }
+    if (strcmp(name, WAL_SPARE_NAME) == 0) {
+        l->spare = true;
+        return 0;
     }
     if (wal_parse_snapshot_name(name, &idx))
         return push_u64(&l->snapshots, &l->snapshots_count, &l->snapshots_cap, idx);
@@ -164,7 +174,15 @@ static int list_dir(struct wal *w, struct dir_listing *l, struct wal_recovery *r
             return io_err(rc);
         rep->temp_files_removed++;
     }
-    if (rep->temp_files_removed && (rc = w->fs.fsync_dir(w->fs.ctx, w->dir)) < 0)
+    if (l->spare && !w->config.read_only) {
+        char path[WAL_PATH_BYTES];
+        path_join(path, w->dir, WAL_SPARE_NAME);
+        if ((rc = w->fs.unlink(w->fs.ctx, path)) < 0 && rc != -ENOENT)
+            return io_err(rc);
+        rep->spare_removed = 1;
+    }
+    if ((rep->temp_files_removed || rep->spare_removed) &&
+        (rc = w->fs.fsync_dir(w->fs.ctx, w->dir)) < 0)
         return io_err(rc);
     return 0;
 }
@@ -202,6 +220,7 @@ struct seg_scan {
     uint64_t size;
     uint64_t index_last; /* of the last good record; index_first - 1 when none */
     uint64_t valid_end;  /* offset after the last good record; 0 when the header is bad */
+    uint64_t data_end;   /* offset after the last non-zero byte at or after valid_end */
     bool bad;            /* valid_end < size */
     const char *why;
     bool valid_after; /* a record that checks out lies after valid_end (asked for the last one) */
@@ -226,6 +245,30 @@ static int find_valid_after(struct wal *w, int fd, uint64_t from, uint64_t size,
     }
     free(buf);
     return rc < 0 ? io_err(rc) : 0;
+}
+
+/* Finds the end of the last non-zero byte in [from, size), reading backwards in large chunks, so
+ * the zero tail of an almost empty 64 MiB segment costs one pass of memcmp. */
+static int find_data_end(struct wal *w, int fd, uint64_t from, uint64_t size, uint8_t *buf,
+                         uint32_t cap, uint64_t *end)
+{
+    uint64_t hi = size;
+    while (hi > from) {
+        uint64_t n = hi - from < cap ? hi - from : cap;
+        int rc = sm_fs_pread_full(&w->fs, fd, buf, (size_t)n, hi - n);
+        if (rc < 0)
+            return io_err(rc);
+        if (!wal_all_zero(buf, (size_t)n)) {
+            size_t k = (size_t)n;
+            while (buf[k - 1] == 0)
+                k--;
+            hi = hi - n + k;
+            break;
+        }
+        hi -= n;
+    }
+    *end = hi;
+    return 0;
 }
 
 /* Reads records from the segment header on; stops at the first that fails a check. */
@@ -300,12 +343,19 @@ static int scan_segment(struct wal *w, uint64_t index_first, bool last, uint8_t 
     } else if ((rc = scan_records(w, fd, index_first, buf, cap, out)) < 0) {
         goto done;
     }
+    out->data_end = out->size;
+    if (out->bad && out->valid_end >= WAL_SEGMENT_HEADER_BYTES &&
+        out->size <= SM_WAL_SEGMENT_BYTES_MAX) {
+        if ((rc = find_data_end(w, fd, out->valid_end, out->size, buf, cap, &out->data_end)) < 0)
+            goto done;
+        out->bad = out->data_end > out->valid_end; /* only zeros after the records: clean */
+    }
     if (out->size == 0 && last) {
         out->bad = true; /* an empty last file: created, never written; torn at offset 0 */
         out->why = "empty segment";
     }
     if (out->bad && last && out->size <= SM_WAL_SEGMENT_BYTES_MAX)
-        rc = find_valid_after(w, fd, out->valid_end, out->size, &out->valid_after);
+        rc = find_valid_after(w, fd, out->valid_end, out->data_end, &out->valid_after);
 done:
     (void)w->fs.close(w->fs.ctx, fd);
     return rc;
@@ -320,7 +370,8 @@ static int cut_torn_tail(struct wal *w, uint64_t index_first, const struct seg_s
     wal_segment_name(rep->torn_path, sizeof rep->torn_path, w->dir, index_first);
     rep->torn = true;
     rep->torn_offset = s->valid_end;
-    rep->torn_bytes = s->size - s->valid_end;
+    bool zero = w->config.preallocate && s->valid_end >= WAL_SEGMENT_HEADER_BYTES;
+    rep->torn_bytes = (zero ? s->data_end : s->size) - s->valid_end;
     if (w->config.read_only)
         return 0;
     int rc, fd;
@@ -332,7 +383,11 @@ static int cut_torn_tail(struct wal *w, uint64_t index_first, const struct seg_s
     }
     if ((rc = w->fs.open(w->fs.ctx, rep->torn_path, SM_FS_WRITE, &fd)) < 0)
         return io_err(rc);
-    if ((rc = w->fs.truncate(w->fs.ctx, fd, s->valid_end)) == 0)
+    if (zero)
+        rc = wal_write_zeros(&w->fs, fd, s->valid_end, s->data_end);
+    else
+        rc = w->fs.truncate(w->fs.ctx, fd, s->valid_end);
+    if (rc == 0)
         rc = w->fs.fdatasync(w->fs.ctx, fd);
     (void)w->fs.close(w->fs.ctx, fd);
     return rc < 0 ? io_err(rc) : 0;
@@ -509,6 +564,10 @@ static int setup_tail(struct wal *w, struct wal_recovery *rep)
     char path[WAL_PATH_BYTES];
     wal_segment_name(path, sizeof path, w->dir, seg->index_first);
     int rc = w->fs.open(w->fs.ctx, path, SM_FS_WRITE, &w->fd);
+    uint64_t file_bytes = 0;
+    if (rc == 0)
+        rc = w->fs.size(w->fs.ctx, w->fd, &file_bytes);
+    w->tail_preallocated = file_bytes == w->config.segment_bytes;
     return rc < 0 ? io_err(rc) : 0;
 }
 
@@ -518,6 +577,7 @@ int wal_open(struct wal *w, const struct wal_config *config, struct wal_recovery
     memset(rep, 0, sizeof *rep);
     memset(w, 0, sizeof *w);
     w->fd = -1;
+    w->spare_fd = -1;
     w->config = *config;
     int rc = resolve_config(&w->config);
     if (rc < 0)

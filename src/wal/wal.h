@@ -37,6 +37,9 @@
 #define WAL_SNAPSHOT_HEADER_BYTES 48
 /* Room for the directory, a '/', and the longest file name we make (with a .corrupt-N suffix). */
 #define WAL_PATH_BYTES (SM_WAL_DIR_BYTES_MAX + 64)
+/* The next preallocated segment while it is made and until it takes records: zeros, synced, and
+ * renamed to its segment name once its header is written. Recovery deletes it. */
+#define WAL_SPARE_NAME "wal-spare.tmp"
 
 /* When the log makes a flushed batch durable. */
 enum wal_sync_mode {
@@ -55,6 +58,10 @@ struct wal_config {
     uint64_t snapshot_bytes_max; /* 0 = SM_WAL_SNAPSHOT_BYTES_MAX */
     uint32_t segments_max;       /* 0 = SM_WAL_SEGMENTS_MAX */
     enum wal_sync_mode sync_mode;
+    /* Segment files are created at their full size, filled with zeros by real writes and synced
+     * before they take records, so a batch's fdatasync only flushes data, never the file size
+     * (see "Preallocated segments" in wal.c). The next one is made ahead by wal_spare_*. */
+    bool preallocate;
     bool repair;    /* corruption before the tail: keep a copy, truncate, go on */
     bool read_only; /* verify: report what recovery would do, change nothing, no appends */
 };
@@ -83,6 +90,7 @@ struct wal_recovery {
     uint64_t index_last;  /* last record in the log (or the snapshot index) */
     uint32_t segments;
     uint32_t temp_files_removed; /* snapshot temp files of an interrupted snapshot */
+    uint32_t spare_removed;      /* a spare segment (WAL_SPARE_NAME) left by a crash or a close */
     /* A torn tail: the unsynced end of the last segment, cut off. */
     bool torn;
     char torn_path[WAL_PATH_BYTES];
@@ -144,8 +152,11 @@ struct wal {
     uint64_t index_floor;      /* the newest snapshot's index: nothing at or below is truncated */
     bool flushing;
     struct wal_flush inflight;
-    int failed;     /* sticky SM_E_IO after a failed write or sync */
-    int errno_last; /* the last errno seen, for messages */
+    bool tail_preallocated; /* the open segment is a full-size zero-filled file */
+    int spare_fd;           /* a ready spare segment (WAL_SPARE_NAME), or -1 */
+    bool spare_preparing;   /* a wal_spare_job is out */
+    int failed;             /* sticky SM_E_IO after a failed write or sync */
+    int errno_last;         /* the last errno seen, for messages */
 };
 
 /* Validates config, recovers the directory (see wal.c) and readies the log for appending.
@@ -186,6 +197,39 @@ MUST_USE int wal_write(struct wal *w);
  * truncated, so a crash in between leaves a valid, merely longer log. SM_E_STATE: index is below
  * the newest snapshot's, or a flush is in flight; SM_E_IO. Invalidates iterators. */
 MUST_USE int wal_truncate_after(struct wal *w, uint64_t index);
+
+/* ---- the next preallocated segment, made ahead, Sans-I/O --------------------------------------
+ *
+ * Writing a segment's worth of zeros takes long (64 MiB: 0.1 s to seconds), so with preallocate
+ * the server makes the next segment on a worker thread while the current one fills:
+ *
+ *   owner thread:  if (wal_spare_wanted(w)) { wal_spare_begin(w, &job); hand job to worker }
+ *   worker thread: rc = wal_spare_run(&job);   (create, zeros, fdatasync, directory fsync)
+ *   owner thread:  wal_spare_done(w, &job, rc);
+ *
+ * At the next segment boundary wal_flush_begin writes the spare's header, syncs it (data only)
+ * and renames it into place. If no spare is ready at the boundary: with no job out, the segment
+ * is preallocated right there (synchronously; tools, tests, first segment); with a job out (the
+ * worker is late), a plain growing segment is made as without preallocation, so group commit
+ * never waits for a segment's worth of zeros. */
+struct wal_spare_job {
+    struct sm_fs fs;
+    char dir[SM_WAL_DIR_BYTES_MAX + 1];
+    char path[WAL_PATH_BYTES];
+    uint64_t bytes;
+    int fd; /* the ready file after a successful run, else -1 */
+};
+/* True when a spare should be made now: preallocate is on, none is ready or being made, and the
+ * open segment is more than half full (or none is open yet). */
+bool wal_spare_wanted(const struct wal *w);
+/* Fills the job (copies; touches no file). Requires wal_spare_wanted(w). */
+void wal_spare_begin(struct wal *w, struct wal_spare_job *job);
+/* Any thread, blocking: makes the spare file durably. 0 or a negative errno (the file is then
+ * removed). Touches nothing but the job and its file. */
+MUST_USE int wal_spare_run(struct wal_spare_job *job);
+/* Owner thread, after run (before wal_close): keeps the spare when result is 0. A failure does
+ * not poison the log (nothing acknowledged depends on it); the segment is made at the boundary. */
+void wal_spare_done(struct wal *w, struct wal_spare_job *job, int result);
 
 static inline uint64_t wal_index_next(const struct wal *w)
 {
@@ -280,6 +324,12 @@ MUST_USE int wal_snapshot_check(const struct sm_fs *fs, const char *path, uint64
 
 /* Makes room for n entries in the segment table. SM_E_NOMEM. */
 MUST_USE int wal_segments_reserve(struct wal *w, uint32_t n);
+
+/* Writes zeros over [from, to) of a file with real writes (chunks of SM_WAL_ZERO_CHUNK_BYTES),
+ * no sync. 0 or a negative errno. */
+MUST_USE int wal_write_zeros(const struct sm_fs *fs, int fd, uint64_t from, uint64_t to);
+/* True when n bytes at p are all zero. */
+bool wal_all_zero(const uint8_t *p, size_t n);
 
 /* Copies src to dst durably (fsync of dst; the caller fsyncs the directory). Repair only. */
 MUST_USE int wal_copy_file(const struct sm_fs *fs, const char *src, const char *dst);
