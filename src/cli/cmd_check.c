@@ -237,6 +237,18 @@ static int64_t apply_items(struct check *k, const struct history_line *l, bool l
     return total;
 }
 
+/* True (after a message) when the reply is an error other than NOTFOUND: the node could not
+ * answer (still recovering, busy, ...), which proves nothing either way. */
+static bool node_failed(const struct check *k, const char *what)
+{
+    char code[24];
+    if (!rc_is_error(&k->c, code, sizeof code) || strcmp(code, "NOTFOUND") == 0)
+        return false;
+    fprintf(stderr, "shardmart check: the node answered %s with '%.*s'\n", what,
+            (int)k->c.vals[0].str.len, (const char *)k->c.vals[0].str.ptr);
+    return true;
+}
+
 /* 2b: ORDER.GET of every acknowledged order: found, with the quantity ordered. */
 static int read_orders(struct check *k)
 {
@@ -250,7 +262,7 @@ static int read_orders(struct check *k)
             const struct history_line *l = k->orders[base + i];
             char code[24];
             int64_t qty = 0;
-            if (rc_wait(&k->c, CHECK_TIMEOUT_MS) != 0)
+            if (rc_wait(&k->c, CHECK_TIMEOUT_MS) != 0 || node_failed(k, "ORDER.GET"))
                 return -1;
             if (rc_is_error(&k->c, code, sizeof code))
                 return violation("acknowledged order %s not found on the node (%s, line %u%.0u)",
@@ -349,7 +361,7 @@ static int check_stock(struct check *k)
             rc_command(&k->c, 2, argv);
         }
         for (size_t i = 0; i < n; i++) {
-            if (rc_wait(&k->c, CHECK_TIMEOUT_MS) != 0)
+            if (rc_wait(&k->c, CHECK_TIMEOUT_MS) != 0 || node_failed(k, "STOCK.GET"))
                 return -1;
             int rc = check_one_sku(k, &k->skus[base + i]);
             if (rc != 0) {

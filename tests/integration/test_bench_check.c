@@ -268,3 +268,25 @@ Test(bench_check, a_node_that_is_not_there)
     cr_assert_eq(node_proc_run(bench, out, sizeof out), 1, "%s", out);
     cr_assert(strstr(out, "cannot connect") != NULL, "%s", out);
 }
+
+Test(bench_check, a_node_that_cannot_answer_proves_nothing)
+{
+    /* Every command of an unauthenticated client is refused (-NOAUTH): check exits 2, naming the
+     * reply, rather than calling the missing order a violation. */
+    const char *flags[] = {"--requirepass", "secret", NULL};
+    cr_assert_eq(node_proc_start(&node, NULL, flags), 0, "node did not start");
+    snprintf(port, sizeof port, "%d", node.resp_port);
+    char path[512];
+    path_of("hand.tsv", path, sizeof path);
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f);
+    fprintf(f, "# written by hand\n0\tSTOCK.CREATE\tr1\t0\t0\tok\tOK\tsku1 5 LIMIT 1\n"
+               "1\tORDER.PLACE\tr2\t10\t20\tok\t0000-0123456789abcdef\tu1 600000 sku1 1\n");
+    fclose(f);
+    cr_assert_eq(check(path), 2, "%s", out);
+    cr_assert(strstr(out, "answered ORDER.GET with 'NOAUTH") != NULL, "%s", out);
+    const char *bench[] = {"bench", "flash-sale", "--port", port, "--requests", "10", NULL};
+    cr_assert_eq(node_proc_run(bench, out, sizeof out), 1, "%s", out);
+    cr_assert(strstr(out, "NOAUTH") != NULL, "%s", out);
+    stop();
+}
