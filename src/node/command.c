@@ -52,13 +52,16 @@ static const struct command commands[] = {
 };
 
 #define CONN_COMMANDS_COUNT ((uint32_t)(sizeof commands / sizeof commands[0]))
-#define COMMANDS_COUNT      (CONN_COMMANDS_COUNT + trade_commands_count)
+#define COMMANDS_COUNT      (CONN_COMMANDS_COUNT + trade_commands_count + lock_commands_count)
 
-/* Row i of the two tables seen as one: connection commands first, then trading commands. */
+/* Row i of the tables seen as one: connection commands, trading commands, lock commands. */
 static const struct command *command_at(uint32_t i)
 {
     ASSERT(i < COMMANDS_COUNT);
-    return i < CONN_COMMANDS_COUNT ? &commands[i] : &trade_commands[i - CONN_COMMANDS_COUNT];
+    if (i < CONN_COMMANDS_COUNT)
+        return &commands[i];
+    i -= CONN_COMMANDS_COUNT;
+    return i < trade_commands_count ? &trade_commands[i] : &lock_commands[i - trade_commands_count];
 }
 
 uint32_t node_command_count(void)

@@ -29,6 +29,26 @@ struct command {
     command_fn fn;
 };
 
+/* Argument checks and replies shared by the command files (trade.c). Each check returns 0 when
+ * the argument is good; otherwise it has encoded an error reply and returns 1, or a negative
+ * code when even that did not fit in out. */
+struct engine_key;
+struct engine_reply;
+int node_reply_err(struct resp_encoder *out, int err, const char *msg);
+int node_check_key(struct proto_slice s, const char *what, struct resp_encoder *out,
+                   struct engine_key *key);
+int node_check_int(struct proto_slice s, const char *what, int64_t lo, int64_t hi,
+                   struct resp_encoder *out, int64_t *v);
+/* An engine reply as RESP: +OK, an integer, a map, or -CODE message. */
+int node_put_reply(struct resp_encoder *out, const struct engine_reply *r);
+/* A store to work on, and (for writes) room for one more record in this batch: 0, 1 (an error
+ * reply was encoded), or SM_E_BUSY (run the request again in the next batch). */
+int node_preflight(struct node *n, bool writes, struct resp_encoder *out);
+
+/* The lock commands (locks_cmd.c). */
+extern const struct command lock_commands[];
+extern const uint32_t lock_commands_count;
+
 /* The trading commands (trade.c) and their number. */
 extern const struct command trade_commands[];
 extern const uint32_t trade_commands_count;

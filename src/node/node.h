@@ -31,7 +31,25 @@ struct node_client {
     bool close_after_reply; /* set by QUIT: the server closes once the reply is written */
     uint8_t name_len;
     char name[SM_CLIENT_NAME_BYTES_MAX]; /* CLIENT SETNAME, not NUL-terminated */
+    /* A blocking acquire in progress: the connection runs nothing else until the event of this
+     * waiter (granted, timed out, cancelled) answers it. 0 = not waiting. */
+    uint64_t waiting_for;
+    uint32_t wait_partition;
+    uint8_t wait_session_len;
+    uint8_t wait_session[SM_KEY_BYTES_MAX];
 };
+
+struct locks_event;
+struct node;
+
+/* Encodes the deferred reply of a waiting client for its event and ends the wait. */
+MUST_USE int node_wake(struct node_client *c, const struct locks_event *ev,
+                       struct resp_encoder *out);
+
+/* Logs the cancellation of a waiting client's wait (its connection went away). 0, or SM_E_BUSY
+ * when this batch has no room (try again in the next). */
+MUST_USE int node_cancel_wait(struct node *n, uint64_t waiter_id, uint32_t partition,
+                              const uint8_t *session, size_t session_len);
 
 /* Static facts the node reports (INFO, HELLO, CONFIG GET), filled by the server at start. */
 struct node_config {

@@ -54,6 +54,29 @@ static int append(struct store *s, uint8_t type, const void *payload, uint32_t l
     return wal_append(&s->wal, &r);
 }
 
+static void forward_events(struct store *s, const struct engine_output *out)
+{
+    if (!s->event_fn)
+        return;
+    for (uint32_t i = 0; i < out->events_count; i++)
+        s->event_fn(s->event_ctx, &out->events[i]);
+}
+
+/* Applies one engine record to every partition; out keeps partition 0's reply. */
+static void apply_all(struct store *s, uint64_t index, int64_t now_ms, const uint8_t *rec,
+                      size_t len, struct engine_output *out)
+{
+    struct engine_reply first;
+    for (uint32_t p = 0; p < s->partitions; p++) {
+        engine_apply(&s->engines[p], index, now_ms, rec, len, out);
+        forward_events(s, out);
+        if (p == 0)
+            first = out->reply;
+    }
+    out->reply = first;
+    out->events_count = 0;
+}
+
 /* Applies one logged record to the engines (replay and the live path share this). */
 static int apply_record(struct store *s, uint8_t type, uint64_t index, int64_t now_ms,
                         const uint8_t *payload, size_t len, struct engine_output *out)
@@ -64,8 +87,12 @@ static int apply_record(struct store *s, uint8_t type, uint64_t index, int64_t n
         struct engine_cmd cmd = {.type = ENGINE_TICK};
         int rc = engine_encode(&cmd, tick, sizeof tick, &tick_len);
         ASSERT(rc == 0);
-        for (uint32_t p = 0; p < s->partitions; p++)
-            engine_apply(&s->engines[p], index, now_ms, tick, tick_len, out);
+        apply_all(s, index, now_ms, tick, tick_len, out);
+        s->records_applied++;
+        return 0;
+    }
+    if (type == STORE_RECORD_ALL) {
+        apply_all(s, index, now_ms, payload, len, out);
         s->records_applied++;
         return 0;
     }
@@ -101,6 +128,26 @@ int store_mutate(struct store *s, uint32_t p, const struct engine_cmd *cmd,
     engine_apply(&s->engines[p], index, s->now_ms, s->scratch + RECORD_PREFIX_BYTES, len,
                  s->output);
     s->records_applied++;
+    forward_events(s, s->output);
+    *out = s->output;
+    return 0;
+}
+
+int store_mutate_all(struct store *s, const struct engine_cmd *cmd,
+                     const struct engine_output **out)
+{
+    size_t len;
+    int rc = engine_encode(cmd, s->scratch, SM_ENGINE_RECORD_BYTES_MAX, &len);
+    if (rc != 0)
+        return SM_E_BADARG;
+    if (!store_has_room(s, len))
+        return SM_E_BUSY;
+    uint64_t index = wal_index_next(&s->wal);
+    rc = append(s, STORE_RECORD_ALL, s->scratch, (uint32_t)len);
+    if (rc != 0)
+        return rc;
+    rc = apply_record(s, STORE_RECORD_ALL, index, s->now_ms, s->scratch, len, s->output);
+    ASSERT(rc == 0);
     *out = s->output;
     return 0;
 }

@@ -10,6 +10,8 @@
  *     type STORE_RECORD_ENGINE: payload = partition (u16 LE) | engine record (engine/record.c)
  *     type STORE_RECORD_TICK:   payload = empty; every partition applies an ENGINE_TICK at the
  *                               record's index and time
+ *     type STORE_RECORD_ALL:    payload = engine record; every partition applies it (lock
+ *                               sessions: a session must exist wherever it may hold a lock)
  *
  * A mutation is applied to its engine before it is logged (the engine's reply is the reply the
  * client gets once the batch is durable), so appending must not fail after applying: callers
@@ -35,7 +37,12 @@
 enum store_record_type {
     STORE_RECORD_ENGINE = 1,
     STORE_RECORD_TICK = 2,
+    STORE_RECORD_ALL = 3,
 };
+
+/* Receives every lock-waiter event (granted, timed out, cancelled) that applying a record
+ * produced, in order, while the node is live (not during recovery: no connection waits then). */
+typedef void (*store_event_fn)(void *ctx, const struct locks_event *ev);
 
 struct store_config {
     uint32_t partitions;          /* 1..SM_PARTITIONS_MAX */
@@ -58,6 +65,8 @@ struct store {
     uint8_t *scratch;             /* 2 + SM_ENGINE_RECORD_BYTES_MAX: the record being built */
     struct engine_output *output; /* the last mutation's reply and events */
     uint64_t replayed;            /* records replayed at open */
+    store_event_fn event_fn; /* NULL: events are dropped */
+    void *event_ctx;
 };
 
 /* Opens the log in cfg->dir, loads the newest snapshot and replays the log after it. 0, or an
@@ -83,6 +92,17 @@ bool store_has_room(const struct store *s, size_t record_bytes);
  * room: nothing applied). */
 MUST_USE int store_mutate(struct store *s, uint32_t p, const struct engine_cmd *cmd,
                           const struct engine_output **out);
+
+/* Like store_mutate, applied to every partition (one log record). *out is partition 0's
+ * output; every partition sees the same sequence of such records, so they all reply alike. */
+MUST_USE int store_mutate_all(struct store *s, const struct engine_cmd *cmd,
+                              const struct engine_output **out);
+
+/* The index the next record will get (waiter ids are derived from it). */
+static inline uint64_t store_index_next(const struct store *s)
+{
+    return wal_index_next(&s->wal);
+}
 
 /* Answers a read from partition p. */
 void store_read(const struct store *s, uint32_t p, const struct engine_cmd *cmd,

@@ -30,20 +30,20 @@
 /* "pppp-hhhhhhhhhhhhhhhh" */
 #define ORDER_ID_BYTES 21
 
-static int reply_err(struct resp_encoder *out, int err, const char *msg)
+int node_reply_err(struct resp_encoder *out, int err, const char *msg)
 {
     return resp_put_sm_error(out, err, msg);
 }
 
 /* ---- arguments ----------------------------------------------------------------------------- */
 
-static int check_key(struct proto_slice s, const char *what, struct resp_encoder *out,
-                     struct engine_key *key)
+int node_check_key(struct proto_slice s, const char *what, struct resp_encoder *out,
+                   struct engine_key *key)
 {
     char msg[96];
     if (s.len == 0 || s.len > SM_KEY_BYTES_MAX) {
         snprintf(msg, sizeof msg, "%s must be 1..%d bytes, got %zu", what, SM_KEY_BYTES_MAX, s.len);
-        int rc = reply_err(out, s.len == 0 ? SM_E_BADARG : SM_E_TOOLARGE, msg);
+        int rc = node_reply_err(out, s.len == 0 ? SM_E_BADARG : SM_E_TOOLARGE, msg);
         return rc ? rc : 1;
     }
     key->ptr = s.ptr;
@@ -78,15 +78,15 @@ static bool parse_int(struct proto_slice s, int64_t lo, int64_t hi, int64_t *v)
     return true;
 }
 
-static int check_int(struct proto_slice s, const char *what, int64_t lo, int64_t hi,
-                     struct resp_encoder *out, int64_t *v)
+int node_check_int(struct proto_slice s, const char *what, int64_t lo, int64_t hi,
+                   struct resp_encoder *out, int64_t *v)
 {
     if (parse_int(s, lo, hi, v))
         return 0;
     char msg[128];
     snprintf(msg, sizeof msg, "%s must be an integer in %lld..%lld", what, (long long)lo,
              (long long)hi);
-    int rc = reply_err(out, SM_E_BADARG, msg);
+    int rc = node_reply_err(out, SM_E_BADARG, msg);
     return rc ? rc : 1;
 }
 
@@ -96,19 +96,19 @@ static int check_items(const struct resp_request *req, uint32_t first, struct re
 {
     uint32_t words = req->argc - first;
     if (words == 0 || words % 2 != 0) {
-        int rc = reply_err(out, SM_E_BADARG, "items are <sku> <quantity> pairs");
+        int rc = node_reply_err(out, SM_E_BADARG, "items are <sku> <quantity> pairs");
         return rc ? rc : 1;
     }
     if (words / 2 > SM_ORDER_ITEMS_MAX) {
-        int rc = reply_err(out, SM_E_TOOLARGE, "at most 64 items per order");
+        int rc = node_reply_err(out, SM_E_TOOLARGE, "at most 64 items per order");
         return rc ? rc : 1;
     }
     cmd->items_count = words / 2;
     for (uint32_t i = 0; i < cmd->items_count; i++) {
-        int rc = check_key(req->argv[first + 2 * i], "sku", out, &cmd->items[i].sku);
+        int rc = node_check_key(req->argv[first + 2 * i], "sku", out, &cmd->items[i].sku);
         rc = rc ? rc
-                : check_int(req->argv[first + 2 * i + 1], "quantity", 1, SM_ORDER_ITEM_QUANTITY_MAX,
-                            out, &cmd->items[i].quantity);
+                : node_check_int(req->argv[first + 2 * i + 1], "quantity", 1,
+                                 SM_ORDER_ITEM_QUANTITY_MAX, out, &cmd->items[i].quantity);
         if (rc)
             return rc;
     }
@@ -128,7 +128,7 @@ static int items_partition(const struct store *s, const struct engine_cmd *cmd,
                      "items live in partitions %u and %u: cross-partition "
                      "orders are not served by this version",
                      *p, q);
-            int rc = reply_err(out, SM_E_BADARG, msg);
+            int rc = node_reply_err(out, SM_E_BADARG, msg);
             return rc ? rc : 1;
         }
     }
@@ -148,7 +148,7 @@ static int order_partition(const struct store *s, struct proto_slice id, struct 
         v = v * 16 + (uint32_t)(d < 0 ? 0 : d);
     }
     if (!ok || v >= s->partitions) {
-        int rc = reply_err(out, SM_E_NOTFOUND, "no such order");
+        int rc = node_reply_err(out, SM_E_NOTFOUND, "no such order");
         return rc ? rc : 1;
     }
     *p = v;
@@ -157,7 +157,7 @@ static int order_partition(const struct store *s, struct proto_slice id, struct 
 
 /* ---- replies ------------------------------------------------------------------------------- */
 
-static int put_reply(struct resp_encoder *out, const struct engine_reply *r)
+int node_put_reply(struct resp_encoder *out, const struct engine_reply *r)
 {
     switch (r->kind) {
     case ENGINE_REPLY_OK:
@@ -198,10 +198,10 @@ static int mutate(struct node *n, uint32_t p, const struct engine_cmd *cmd,
     if (rc == SM_E_BUSY)
         return rc;
     if (rc == SM_E_BADARG)
-        return reply_err(out, SM_E_BADARG, "arguments out of range");
+        return node_reply_err(out, SM_E_BADARG, "arguments out of range");
     if (rc != 0)
-        return reply_err(out, SM_E_IO, "the log failed: this node accepts no more writes");
-    return put_reply(out, &o->reply);
+        return node_reply_err(out, SM_E_IO, "the log failed: this node accepts no more writes");
+    return node_put_reply(out, &o->reply);
 }
 
 static int read_reply(struct node *n, uint32_t p, const struct engine_cmd *cmd,
@@ -209,14 +209,14 @@ static int read_reply(struct node *n, uint32_t p, const struct engine_cmd *cmd,
 {
     struct engine_reply r;
     store_read(n->store, p, cmd, &r);
-    return put_reply(out, &r);
+    return node_put_reply(out, &r);
 }
 
 /* Common start of every handler: a store, and room for a record in this batch. */
-static int preflight(struct node *n, bool writes, struct resp_encoder *out)
+int node_preflight(struct node *n, bool writes, struct resp_encoder *out)
 {
     if (!n->store) {
-        int rc = reply_err(out, SM_E_TRYAGAIN, "this node has no partitions");
+        int rc = node_reply_err(out, SM_E_TRYAGAIN, "this node has no partitions");
         return rc ? rc : 1;
     }
     if (writes && !store_has_room(n->store, TRADE_RECORD_BYTES_MAX))
@@ -228,8 +228,8 @@ static int preflight(struct node *n, bool writes, struct resp_encoder *out)
 static int id_and_key(const struct resp_request *req, const char *what, struct resp_encoder *out,
                       struct engine_cmd *cmd)
 {
-    int rc = check_key(req->argv[1], "request id", out, &cmd->request_id);
-    return rc ? rc : check_key(req->argv[2], what, out, &cmd->key);
+    int rc = node_check_key(req->argv[1], "request id", out, &cmd->request_id);
+    return rc ? rc : node_check_key(req->argv[2], what, out, &cmd->key);
 }
 
 #define HANDLER(name)                                                                              \
@@ -243,18 +243,18 @@ HANDLER(stock_create)
 {
     (void)c;
     struct engine_cmd cmd = {.type = ENGINE_SKU_CREATE};
-    int rc = preflight(n, true, out);
+    int rc = node_preflight(n, true, out);
     rc = rc ? rc : id_and_key(req, "sku", out, &cmd);
-    rc = rc ? rc : check_int(req->argv[3], "quantity", 0, INT64_MAX / 4, out, &cmd.num);
+    rc = rc ? rc : node_check_int(req->argv[3], "quantity", 0, INT64_MAX / 4, out, &cmd.num);
     for (uint32_t i = 4; rc == 0 && i < req->argc; i += 2) {
         bool limit = proto_slice_eq_nocase(req->argv[i], "LIMIT");
         bool price = proto_slice_eq_nocase(req->argv[i], "PRICE");
         if ((!limit && !price) || i + 1 >= req->argc) {
-            rc = reply_err(out, SM_E_BADARG, "options are LIMIT <per-user> and PRICE <cents>");
+            rc = node_reply_err(out, SM_E_BADARG, "options are LIMIT <per-user> and PRICE <cents>");
             return rc;
         }
-        rc = check_int(req->argv[i + 1], limit ? "limit" : "price", 0, INT64_MAX / 4, out,
-                       limit ? &cmd.num2 : &cmd.num3);
+        rc = node_check_int(req->argv[i + 1], limit ? "limit" : "price", 0, INT64_MAX / 4, out,
+                            limit ? &cmd.num2 : &cmd.num3);
     }
     if (rc)
         return rc < 0 ? rc : 0;
@@ -266,9 +266,9 @@ static int stock_change(struct node *n, const struct resp_request *req, struct r
                         enum engine_cmd_type type)
 {
     struct engine_cmd cmd = {.type = type};
-    int rc = preflight(n, true, out);
+    int rc = node_preflight(n, true, out);
     rc = rc ? rc : id_and_key(req, "sku", out, &cmd);
-    rc = rc ? rc : check_int(req->argv[3], "quantity", 1, INT64_MAX / 4, out, &cmd.num);
+    rc = rc ? rc : node_check_int(req->argv[3], "quantity", 1, INT64_MAX / 4, out, &cmd.num);
     if (rc)
         return rc < 0 ? rc : 0;
     return mutate(n, store_partition(n->store, cmd.key.ptr, cmd.key.len), &cmd, out);
@@ -291,8 +291,8 @@ static int read_key(struct node *n, const struct resp_request *req, struct resp_
                     enum engine_cmd_type type, const char *what)
 {
     struct engine_cmd cmd = {.type = type};
-    int rc = preflight(n, false, out);
-    rc = rc ? rc : check_key(req->argv[1], what, out, &cmd.key);
+    int rc = node_preflight(n, false, out);
+    rc = rc ? rc : node_check_key(req->argv[1], what, out, &cmd.key);
     if (rc)
         return rc < 0 ? rc : 0;
     return read_reply(n, store_partition(n->store, cmd.key.ptr, cmd.key.len), &cmd, out);
@@ -311,10 +311,10 @@ HANDLER(order_place)
 {
     (void)c;
     struct engine_cmd cmd = {.type = ENGINE_ORDER_PLACE};
-    int rc = preflight(n, true, out);
-    rc = rc ? rc : check_key(req->argv[1], "request id", out, &cmd.request_id);
-    rc = rc ? rc : check_key(req->argv[2], "user", out, &cmd.key2);
-    rc = rc ? rc : check_int(req->argv[3], "ttl_ms", 1, SM_ENGINE_TTL_MS_MAX, out, &cmd.num);
+    int rc = node_preflight(n, true, out);
+    rc = rc ? rc : node_check_key(req->argv[1], "request id", out, &cmd.request_id);
+    rc = rc ? rc : node_check_key(req->argv[2], "user", out, &cmd.key2);
+    rc = rc ? rc : node_check_int(req->argv[3], "ttl_ms", 1, SM_ENGINE_TTL_MS_MAX, out, &cmd.num);
     rc = rc ? rc : check_items(req, 4, out, &cmd);
     uint32_t p = 0;
     rc = rc ? rc : items_partition(n->store, &cmd, out, &p);
@@ -334,10 +334,10 @@ HANDLER(order_place)
     if (rc == SM_E_BUSY)
         return rc;
     if (rc != 0)
-        return reply_err(out, rc == SM_E_BADARG ? SM_E_BADARG : SM_E_IO,
-                         rc == SM_E_BADARG ? "arguments out of range" : "the log failed");
+        return node_reply_err(out, rc == SM_E_BADARG ? SM_E_BADARG : SM_E_IO,
+                              rc == SM_E_BADARG ? "arguments out of range" : "the log failed");
     if (o->reply.kind == ENGINE_REPLY_ERR)
-        return put_reply(out, &o->reply);
+        return node_put_reply(out, &o->reply);
     return resp_put_bulk(out, id, ORDER_ID_BYTES);
 }
 
@@ -345,7 +345,7 @@ HANDLER(order_place)
 static int order_verb(struct node *n, const struct resp_request *req, struct resp_encoder *out,
                       struct engine_cmd *cmd)
 {
-    int rc = preflight(n, true, out);
+    int rc = node_preflight(n, true, out);
     rc = rc ? rc : id_and_key(req, "order id", out, cmd);
     uint32_t p = 0;
     rc = rc ? rc : order_partition(n->store, req->argv[2], out, &p);
@@ -367,7 +367,7 @@ static int order_verb(struct node *n, const struct resp_request *req, struct res
                      "account lives in partition %u and the order in %u: "
                      "cross-partition payments are not served by this version",
                      q, p);
-            return reply_err(out, SM_E_BADARG, msg);
+            return node_reply_err(out, SM_E_BADARG, msg);
         }
     }
     return mutate(n, p, cmd, out);
@@ -377,8 +377,8 @@ HANDLER(order_pay)
 {
     (void)c;
     struct engine_cmd cmd = {.type = ENGINE_ORDER_PAY};
-    int rc = check_key(req->argv[3], "buyer account", out, &cmd.key2);
-    rc = rc ? rc : check_key(req->argv[4], "merchant account", out, &cmd.key3);
+    int rc = node_check_key(req->argv[3], "buyer account", out, &cmd.key2);
+    rc = rc ? rc : node_check_key(req->argv[4], "merchant account", out, &cmd.key3);
     if (rc)
         return rc < 0 ? rc : 0;
     return order_verb(n, req, out, &cmd);
@@ -388,7 +388,7 @@ HANDLER(order_payext)
 {
     (void)c;
     struct engine_cmd cmd = {.type = ENGINE_ORDER_PAY_EXTERNAL};
-    int rc = check_key(req->argv[3], "payment reference", out, &cmd.key2);
+    int rc = node_check_key(req->argv[3], "payment reference", out, &cmd.key2);
     if (rc)
         return rc < 0 ? rc : 0;
     return order_verb(n, req, out, &cmd);
@@ -423,7 +423,7 @@ HANDLER(order_refund)
     if (proto_slice_eq_nocase(req->argv[3], "RESTOCK"))
         cmd.num = 1;
     else if (!proto_slice_eq_nocase(req->argv[3], "WRITEOFF"))
-        return reply_err(out, SM_E_BADARG, "say RESTOCK or WRITEOFF");
+        return node_reply_err(out, SM_E_BADARG, "say RESTOCK or WRITEOFF");
     return order_verb(n, req, out, &cmd);
 }
 
@@ -431,9 +431,9 @@ HANDLER(order_get)
 {
     (void)c;
     struct engine_cmd cmd = {.type = ENGINE_ORDER_GET};
-    int rc = preflight(n, false, out);
+    int rc = node_preflight(n, false, out);
     uint32_t p = 0;
-    rc = rc ? rc : check_key(req->argv[1], "order id", out, &cmd.key);
+    rc = rc ? rc : node_check_key(req->argv[1], "order id", out, &cmd.key);
     rc = rc ? rc : order_partition(n->store, req->argv[1], out, &p);
     if (rc)
         return rc < 0 ? rc : 0;
@@ -447,9 +447,9 @@ HANDLER(hold_prepare)
 {
     (void)c;
     struct engine_cmd cmd = {.type = ENGINE_HOLD_PREPARE};
-    int rc = preflight(n, true, out);
+    int rc = node_preflight(n, true, out);
     rc = rc ? rc : id_and_key(req, "txid", out, &cmd);
-    rc = rc ? rc : check_int(req->argv[3], "ttl_ms", 1, SM_ENGINE_TTL_MS_MAX, out, &cmd.num);
+    rc = rc ? rc : node_check_int(req->argv[3], "ttl_ms", 1, SM_ENGINE_TTL_MS_MAX, out, &cmd.num);
     rc = rc ? rc : check_items(req, 4, out, &cmd);
     uint32_t p = 0;
     rc = rc ? rc : items_partition(n->store, &cmd, out, &p);
@@ -465,9 +465,9 @@ static int hold_decide(struct node *n, const struct resp_request *req, struct re
 {
     struct engine_cmd cmd = {.type = type};
     struct engine_key sku;
-    int rc = preflight(n, true, out);
+    int rc = node_preflight(n, true, out);
     rc = rc ? rc : id_and_key(req, "txid", out, &cmd);
-    rc = rc ? rc : check_key(req->argv[3], "sku", out, &sku);
+    rc = rc ? rc : node_check_key(req->argv[3], "sku", out, &sku);
     if (rc)
         return rc < 0 ? rc : 0;
     return mutate(n, store_partition(n->store, sku.ptr, sku.len), &cmd, out);
@@ -491,9 +491,9 @@ HANDLER(hold_get)
     (void)c;
     struct engine_cmd cmd = {.type = ENGINE_HOLD_GET};
     struct engine_key sku;
-    int rc = preflight(n, false, out);
-    rc = rc ? rc : check_key(req->argv[1], "txid", out, &cmd.key);
-    rc = rc ? rc : check_key(req->argv[2], "sku", out, &sku);
+    int rc = node_preflight(n, false, out);
+    rc = rc ? rc : node_check_key(req->argv[1], "txid", out, &cmd.key);
+    rc = rc ? rc : node_check_key(req->argv[2], "sku", out, &sku);
     if (rc)
         return rc < 0 ? rc : 0;
     return read_reply(n, store_partition(n->store, sku.ptr, sku.len), &cmd, out);
@@ -506,12 +506,12 @@ HANDLER(account_open)
 {
     (void)c;
     struct engine_cmd cmd = {.type = ENGINE_ACCOUNT_OPEN};
-    int rc = preflight(n, true, out);
+    int rc = node_preflight(n, true, out);
     rc = rc ? rc : id_and_key(req, "account", out, &cmd);
     if (rc == 0 && req->argc != 3) {
         if (req->argc != 5 || !proto_slice_eq_nocase(req->argv[3], "OVERDRAFT"))
-            return reply_err(out, SM_E_BADARG, "the only option is OVERDRAFT <cents>");
-        rc = check_int(req->argv[4], "overdraft", 0, INT64_MAX / 4, out, &cmd.num);
+            return node_reply_err(out, SM_E_BADARG, "the only option is OVERDRAFT <cents>");
+        rc = node_check_int(req->argv[4], "overdraft", 0, INT64_MAX / 4, out, &cmd.num);
     }
     if (rc)
         return rc < 0 ? rc : 0;
@@ -523,9 +523,9 @@ static int account_change(struct node *n, const struct resp_request *req, struct
                           enum engine_cmd_type type)
 {
     struct engine_cmd cmd = {.type = type};
-    int rc = preflight(n, true, out);
+    int rc = node_preflight(n, true, out);
     rc = rc ? rc : id_and_key(req, "account", out, &cmd);
-    rc = rc ? rc : check_int(req->argv[3], "amount", 1, INT64_MAX, out, &cmd.num);
+    rc = rc ? rc : node_check_int(req->argv[3], "amount", 1, INT64_MAX, out, &cmd.num);
     if (rc)
         return rc < 0 ? rc : 0;
     return mutate(n, store_partition(n->store, cmd.key.ptr, cmd.key.len), &cmd, out);
@@ -548,10 +548,10 @@ HANDLER(account_transfer)
 {
     (void)c;
     struct engine_cmd cmd = {.type = ENGINE_ACCOUNT_TRANSFER};
-    int rc = preflight(n, true, out);
+    int rc = node_preflight(n, true, out);
     rc = rc ? rc : id_and_key(req, "from account", out, &cmd);
-    rc = rc ? rc : check_key(req->argv[3], "to account", out, &cmd.key2);
-    rc = rc ? rc : check_int(req->argv[4], "amount", 1, INT64_MAX, out, &cmd.num);
+    rc = rc ? rc : node_check_key(req->argv[3], "to account", out, &cmd.key2);
+    rc = rc ? rc : node_check_int(req->argv[4], "amount", 1, INT64_MAX, out, &cmd.num);
     if (rc)
         return rc < 0 ? rc : 0;
     uint32_t p = store_partition(n->store, cmd.key.ptr, cmd.key.len);
@@ -562,7 +562,7 @@ HANDLER(account_transfer)
                  "accounts live in partitions %u and %u: cross-partition "
                  "transfers are not served by this version",
                  p, q);
-        return reply_err(out, SM_E_BADARG, msg);
+        return node_reply_err(out, SM_E_BADARG, msg);
     }
     return mutate(n, p, &cmd, out);
 }

@@ -44,6 +44,16 @@
 
 struct server;
 
+/* The wait of a connection that went away while parked: cancelled by a record in the next batch,
+ * so the lock is not granted to nobody. */
+struct wait_cancel {
+    struct wait_cancel *next;
+    uint64_t waiter_id;
+    uint32_t partition;
+    uint8_t session_len;
+    uint8_t session[SM_KEY_BYTES_MAX];
+};
+
 struct conn {
     uv_tcp_t tcp;
     struct server *srv;
@@ -51,6 +61,7 @@ struct conn {
     struct conn *next_ready;  /* connections with input to parse, in arrival order */
     struct conn *next_held;   /* connections whose replies wait for the batch's fsync */
     bool on_ready_list;
+    bool in_batch;    /* on the current batch's held list */
     bool more_parsed; /* stopped at pipeline_max with complete requests still waiting */
     bool is_http;
     bool reading;
@@ -92,6 +103,8 @@ struct server {
     uint64_t batch_index_last; /* the last record of the batch being made durable */
     uint64_t flush_started_ns;
     struct conn *held;
+    struct conn *woken;          /* parked clients answered during this batch (next_held links) */
+    struct wait_cancel *cancels; /* waits of closed connections, to cancel in the next batch */
     uv_timer_t tick_timer;
     bool tick_due;
     uint64_t last_sync_ms; /* --fsync every:<ms> */
@@ -186,6 +199,18 @@ static void conn_close(struct conn *c)
         return;
     struct server *s = c->srv;
     c->closing = true;
+    if (c->client.waiting_for != 0) {
+        struct wait_cancel *w = calloc(1, sizeof *w);
+        if (w) {
+            w->waiter_id = c->client.waiting_for;
+            w->partition = c->client.wait_partition;
+            w->session_len = c->client.wait_session_len;
+            memcpy(w->session, c->client.wait_session, w->session_len);
+            w->next = s->cancels;
+            s->cancels = w;
+        }
+        /* Without memory the wait stays queued until its deadline or its session ends. */
+    }
     if (c->prev)
         c->prev->next = c->next;
     else
@@ -370,7 +395,7 @@ static bool conn_run_resp(struct conn *c)
     size_t used = 0;
     uint32_t executed = 0;
     bool more = false;
-    while (!c->close_after_write) {
+    while (!c->close_after_write && c->client.waiting_for == 0) {
         if (executed >= s->cfg->pipeline_max || conn_backpressured(c)) {
             more = !conn_backpressured(c);
             break;
@@ -449,6 +474,7 @@ static void release_batch(struct server *s, struct conn *touched)
     for (struct conn *c = touched, *next; c; c = next) {
         next = c->next_held;
         c->next_held = NULL;
+        c->in_batch = false;
         if (c->closing)
             continue;
         conn_release(c);
@@ -533,6 +559,47 @@ static void flush_start(struct server *s)
     uv_queue_work(&s->loop, &s->flush_work, flush_work, flush_after);
 }
 
+/* Logs the cancellation of every wait whose connection went away. */
+static void run_cancels(struct server *s)
+{
+    struct wait_cancel **at = &s->cancels;
+    while (*at) {
+        struct wait_cancel *w = *at;
+        if (node_cancel_wait(&s->node, w->waiter_id, w->partition, w->session, w->session_len) ==
+            SM_E_BUSY) {
+            at = &w->next; /* the batch is full: next time */
+            continue;
+        }
+        *at = w->next;
+        free(w);
+    }
+}
+
+/* The store's event sink: a parked client's wait ended (granted, timed out, cancelled). Its
+ * reply is encoded now and leaves with the current batch. */
+static void on_lock_event(void *ctx, const struct locks_event *ev)
+{
+    struct server *s = ctx;
+    for (struct conn *c = s->conns; c; c = c->next) {
+        if (c->closing || c->client.waiting_for != ev->waiter_id)
+            continue;
+        struct resp_encoder enc;
+        resp_encoder_init(&enc, &c->out, s->cfg->output_bytes_max + CONN_OUT_SLACK_BYTES,
+                          c->client.resp_version);
+        if (node_wake(&c->client, ev, &enc) != 0) {
+            conn_close(c);
+            return;
+        }
+        c->more_parsed = c->in_len > 0; /* pipelined requests waited behind the acquire */
+        if (!c->in_batch) {
+            c->in_batch = true;
+            c->next_held = s->woken;
+            s->woken = c;
+        }
+        return;
+    }
+}
+
 /* One batch: every connection with input executes what it has; the batch's records go to the
  * log with one fsync, and only then are its replies, reads included, released. */
 static void run_batch(struct server *s)
@@ -541,12 +608,14 @@ static void run_batch(struct server *s)
     s->ready_head = s->ready_tail = NULL;
     uint64_t now = wall_ms();
     node_set_time(&s->node, now);
+    struct conn *touched = NULL;
+    s->woken = NULL;
     if (s->store_open) {
         store_set_time(&s->store, (int64_t)now);
+        run_cancels(s);
         if (s->tick_due && store_tick(&s->store) == 0)
             s->tick_due = false;
     }
-    struct conn *touched = NULL;
     uint32_t batch = 0;
     for (struct conn *c = list, *next; c; c = next) {
         next = c->next_ready;
@@ -556,8 +625,16 @@ static void run_batch(struct server *s)
         size_t before = s->metrics.requests;
         c->more_parsed = c->is_http ? conn_run_http(c) : conn_run_resp(c);
         batch += (uint32_t)(s->metrics.requests - before);
-        if (c->closing)
+        if (c->closing || c->in_batch)
             continue;
+        c->in_batch = true;
+        c->next_held = touched;
+        touched = c;
+    }
+    /* Parked clients answered by this batch's records leave with it. */
+    while (s->woken) {
+        struct conn *c = s->woken;
+        s->woken = c->next_held;
         c->next_held = touched;
         touched = c;
     }
@@ -655,7 +732,7 @@ static void on_idle_timer(uv_timer_t *t)
     uint64_t now = uv_now(&s->loop);
     for (struct conn *c = s->conns, *next; c; c = next) {
         next = c->next;
-        if (!c->is_http && s->cfg->idle_timeout_ms > 0 &&
+        if (!c->is_http && s->cfg->idle_timeout_ms > 0 && c->client.waiting_for == 0 &&
             now - c->last_active_ms > s->cfg->idle_timeout_ms) {
             s->metrics.connections_timed_out++;
             conn_close(c);
@@ -821,6 +898,8 @@ static int open_store(struct server *s)
         return rc;
     }
     s->store_open = true;
+    s->store.event_fn = on_lock_event;
+    s->store.event_ctx = s;
     if (report->torn)
         fprintf(stderr, "shardmart: recovery cut a torn tail of %llu bytes at %s offset %llu\n",
                 (unsigned long long)report->torn_bytes, report->torn_path,
@@ -919,6 +998,11 @@ int server_run(const struct server_config *cfg)
         uv_walk(&s->loop, close_walk, NULL);
         uv_run(&s->loop, UV_RUN_DEFAULT);
         (void)uv_loop_close(&s->loop);
+    }
+    while (s->cancels) {
+        struct wait_cancel *w = s->cancels;
+        s->cancels = w->next;
+        free(w);
     }
     node_free(&s->node);
     if (s->store_open) {
