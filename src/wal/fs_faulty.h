@@ -12,6 +12,10 @@
  * directory keeps a random prefix of its pending name changes. In reorder mode every pending change
  * of a file is instead kept, dropped or torn on its own.
  *
+ * Overwrites are modelled like appends: a change lands on the durable bytes, so a preallocated
+ * segment (zeros written and synced) keeps its size and its zeros across a crash, and records
+ * written over the zeros but not synced come back as zeros, or as a prefix of them (torn).
+ *
  * Faults on demand: an operation kind fails with a chosen errno (EIO, ENOSPC, ...) after N
  * successful calls, M times; single bits can be flipped in a file. Everything random comes from
  * one seeded generator, so a run is reproduced exactly by its seed. Not thread-safe: one

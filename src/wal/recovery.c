@@ -586,8 +586,8 @@ int wal_open(struct wal *w, const struct wal_config *config, struct wal_recovery
     w->config.dir = w->dir;
     w->fs = config->fs ? *config->fs : *sm_fs_posix();
     uint32_t cap = w->config.payload_bytes_max + WAL_RECORD_HEADER_BYTES;
-    if (cap < 256 * 1024)
-        cap = 256 * 1024;
+    if (cap < SM_WAL_ZERO_CHUNK_BYTES) /* also the chunk of the zero-tail check */
+        cap = SM_WAL_ZERO_CHUNK_BYTES;
     uint8_t *scan = malloc(cap);
     w->buf[0] = malloc(w->config.batch_bytes);
     w->buf[1] = malloc(w->config.batch_bytes);

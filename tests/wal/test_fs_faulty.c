@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "wal/fs_faulty.h"
+#include "wal/wal.h"
 
 static int write_at(struct sm_fs *fs, int fd, const char *s, uint64_t off)
 {
@@ -76,6 +77,47 @@ Test(fs_faulty, unsynced_writes_are_lost_or_torn_as_an_in_order_prefix)
         kept += len == 3000;
         dropped += len == 0;
         torn += len != 0 && len != 1000 && len != 3000;
+        sm_faulty_fs_free(&d);
+    }
+    cr_assert_gt(kept, 0);
+    cr_assert_gt(dropped, 0);
+    cr_assert_gt(torn, 0);
+}
+
+Test(fs_faulty, unsynced_overwrites_of_synced_zeros_revert_to_zeros_or_tear)
+{
+    /* A preallocated segment: zeros written and synced, then records written over them. */
+    uint32_t kept = 0, dropped = 0, torn = 0;
+    for (uint64_t seed = 1; seed <= 300; seed++) {
+        struct sm_faulty_fs d;
+        struct sm_faulty_config c = {.seed = seed, .sector_bytes = seed % 2 ? 512 : 0};
+        sm_faulty_fs_init(&d, &c);
+        struct sm_fs fs = sm_faulty_fs_iface(&d);
+        int fd;
+        cr_assert_eq(fs.open(fs.ctx, "/d/a", SM_FS_WRITE | SM_FS_CREATE, &fd), 0);
+        cr_assert_eq(wal_write_zeros(&fs, fd, 0, 8192), 0);
+        cr_assert_eq(fs.fdatasync(fs.ctx, fd), 0);
+        cr_assert_eq(fs.fsync_dir(fs.ctx, "/d"), 0);
+        uint8_t buf[3000];
+        for (size_t i = 0; i < sizeof buf; i++)
+            buf[i] = (uint8_t)(i % 251 + 1);
+        cr_assert_eq(sm_fs_pwrite(&fs, fd, buf, 1000, 100), 0);
+        cr_assert_eq(fs.fdatasync(fs.ctx, fd), 0);
+        cr_assert_eq(sm_fs_pwrite(&fs, fd, buf + 1000, 2000, 1100), 0);
+        sm_faulty_fs_crash(&d);
+        const uint8_t *data;
+        size_t len;
+        cr_assert_eq(sm_faulty_fs_get_file(&d, "/d/a", &data, &len), 0);
+        cr_assert_eq(len, 8192, "synced zeros survive: the size never changes");
+        cr_assert(wal_all_zero(data, 100) && memcmp(data + 100, buf, 1000) == 0, "synced data");
+        size_t k = 0; /* the kept prefix of the unsynced overwrite, zeros after it */
+        while (k < 2000 && data[1100 + k] == buf[1000 + k])
+            k++;
+        cr_assert(wal_all_zero(data + 1100 + k, 8192 - 1100 - k), "seed %lu: zeros after %zu",
+                  (unsigned long)seed, k);
+        kept += k == 2000;
+        dropped += k == 0;
+        torn += k > 0 && k < 2000;
         sm_faulty_fs_free(&d);
     }
     cr_assert_gt(kept, 0);
