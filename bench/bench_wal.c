@@ -6,6 +6,15 @@
  *   wal batch B         B wal_append calls (64-byte payloads, 104 bytes framed) then one
  *                       wal_sync: one pwritev and ONE fdatasync per batch, for B = 1, 16, 256
  *   appends only        wal_append alone (no I/O): the cost of framing and CRC32C per record
+ *   sync after a write  one 104-byte pwrite + fdatasync into: a growing file (append: the size
+ *                       changes, so the journal commits), a fallocate'd file (unwritten extents:
+ *                       the first write converts them, again a journal commit), and a file
+ *                       written full of zeros and synced (an overwrite: data only)
+ *   preallocated B      the wal batch rows with config.preallocate, ratio to the same batch
+ *                       without preallocation (both with SEGMENT_BYTES segments)
+ *   spare segment       wal_spare_run: making one 64 MiB zero-filled segment (the worker's job)
+ *   recovery            wal_open of a preallocated 64 MiB segment holding one record (the zero
+ *                       tail read and checked) against the same log in a growing file
  *
  * Every figure is the median of RUNS runs; group-commit rows print their ratio to the naive
  * records/s measured in the same run. Files go to a fresh directory under $TMPDIR (or /tmp),
@@ -29,6 +38,9 @@
 #define BATCHES       200 /* group commits per run and batch size */
 #define APPENDS       200000
 #define PAYLOAD_BYTES 64
+/* Segments of the group-commit rows: room for BATCHES x 256 records (5.3 MB) without a boundary,
+ * and a quarter of the default so preallocating one per row costs the shared disk less. */
+#define SEGMENT_BYTES (16u * 1024 * 1024)
 
 static double now_s(void)
 {
@@ -92,13 +104,47 @@ static void measure_naive(double *lat_s, double *naive_per_s)
     close(fd);
 }
 
-static void open_wal(struct wal *w, const char *name, enum wal_sync_mode mode)
+/* Median latency (seconds) of pwrite + fdatasync into a file prepared as `how`:
+ * 0 growing, 1 fallocate'd, 2 written with zeros and synced. */
+static double measure_sync_after(int how)
+{
+    char dir[512], path[600];
+    fresh_dir(dir, sizeof dir, "prep");
+    snprintf(path, sizeof path, "%s/f", dir);
+    int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0644);
+    ASSERT(fd >= 0);
+    uint8_t rec[WAL_RECORD_HEADER_BYTES + PAYLOAD_BYTES];
+    memset(rec, 0x5a, sizeof rec);
+    uint64_t bytes = (uint64_t)SYNC_SAMPLES * sizeof rec;
+    if (how == 1)
+        ASSERT(posix_fallocate(fd, 0, (off_t)bytes) == 0);
+    if (how == 2)
+        ASSERT(wal_write_zeros(sm_fs_posix(), fd, 0, bytes) == 0);
+    ASSERT(fsync(fd) == 0);
+    double samples[SYNC_SAMPLES];
+    for (int i = 0; i < SYNC_SAMPLES; i++) {
+        double t0 = now_s();
+        ASSERT(pwrite(fd, rec, sizeof rec, (off_t)(i * sizeof rec)) == (ssize_t)sizeof rec);
+        ASSERT(fdatasync(fd) == 0);
+        samples[i] = now_s() - t0;
+    }
+    close(fd);
+    return median(samples, SYNC_SAMPLES);
+}
+
+static void open_wal_pre(struct wal *w, const char *name, enum wal_sync_mode mode, bool pre)
 {
     char dir[512];
     fresh_dir(dir, sizeof dir, name);
-    struct wal_config c = {.dir = dir, .sync_mode = mode};
+    struct wal_config c = {
+        .dir = dir, .sync_mode = mode, .segment_bytes = SEGMENT_BYTES, .preallocate = pre};
     struct wal_recovery rep;
     ASSERT(wal_open(w, &c, &rep) == 0);
+}
+
+static void open_wal(struct wal *w, const char *name, enum wal_sync_mode mode)
+{
+    open_wal_pre(w, name, mode, false);
 }
 
 static void append_one(struct wal *w, const uint8_t *payload)
@@ -113,10 +159,10 @@ static void append_one(struct wal *w, const uint8_t *payload)
 }
 
 /* Records/s with group commit at `batch` records per fdatasync. */
-static double measure_group(int batch)
+static double measure_group(int batch, bool pre)
 {
     struct wal w;
-    open_wal(&w, "group", WAL_SYNC_ALWAYS);
+    open_wal_pre(&w, "group", WAL_SYNC_ALWAYS, pre);
     uint8_t payload[PAYLOAD_BYTES];
     memset(payload, 0xa5, sizeof payload);
     uint64_t acked;
@@ -132,6 +178,43 @@ static double measure_group(int batch)
     double per_s = (double)BATCHES * batch / (now_s() - t0);
     wal_close(&w);
     return per_s;
+}
+
+/* Seconds to make one default-size spare segment (the worker's job). */
+static double measure_spare(void)
+{
+    char dir[512];
+    fresh_dir(dir, sizeof dir, "spare");
+    struct wal_spare_job job = {.fs = *sm_fs_posix(), .bytes = SM_WAL_SEGMENT_BYTES_DEFAULT};
+    snprintf(job.dir, sizeof job.dir, "%s", dir);
+    snprintf(job.path, sizeof job.path, "%s/%s", dir, WAL_SPARE_NAME);
+    double t0 = now_s();
+    ASSERT(wal_spare_run(&job) == 0);
+    double s = now_s() - t0;
+    close(job.fd);
+    return s;
+}
+
+/* Seconds wal_open takes on a log of one record in a default-size segment. */
+static double measure_recovery(bool pre)
+{
+    char dir[512];
+    fresh_dir(dir, sizeof dir, pre ? "recover-pre" : "recover");
+    struct wal_config c = {.dir = dir, .preallocate = pre};
+    struct wal w;
+    struct wal_recovery rep;
+    ASSERT(wal_open(&w, &c, &rep) == 0);
+    uint8_t payload[PAYLOAD_BYTES] = {0};
+    append_one(&w, payload);
+    uint64_t acked;
+    ASSERT(wal_sync(&w, &acked) == 0);
+    wal_close(&w);
+    double t0 = now_s();
+    ASSERT(wal_open(&w, &c, &rep) == 0);
+    double s = now_s() - t0;
+    ASSERT(!rep.torn && rep.index_last == 1);
+    wal_close(&w);
+    return s;
 }
 
 /* Appends/s with no I/O in the timed part (flushes, unsynced, between timed stretches). */
@@ -161,14 +244,28 @@ int main(void)
     snprintf(base, sizeof base, "%s/bench-wal-XXXXXX", tmp && *tmp ? tmp : "/tmp");
     ASSERT(mkdtemp(base) != NULL);
     static const int sizes[] = {1, 16, 256};
+    static const char *const prep_names[] = {"growing file (append)", "fallocate'd file",
+                                             "zero-written, synced file"};
     double lat[RUNS], naive[RUNS], group[3][RUNS], ratio[3][RUNS], appends[RUNS];
+    double pre[3][RUNS], pre_ratio[3][RUNS], prep[3][RUNS], prep_ratio[3][RUNS];
+    double spare[RUNS], recover[2][RUNS], recover_ratio[RUNS];
     for (int r = 0; r < RUNS; r++) {
         measure_naive(&lat[r], &naive[r]);
         for (int s = 0; s < 3; s++) {
-            group[s][r] = measure_group(sizes[s]);
+            group[s][r] = measure_group(sizes[s], false);
             ratio[s][r] = group[s][r] / naive[r];
+            pre[s][r] = measure_group(sizes[s], true);
+            pre_ratio[s][r] = pre[s][r] / group[s][r];
         }
+        for (int h = 0; h < 3; h++)
+            prep[h][r] = measure_sync_after(h);
+        for (int h = 0; h < 3; h++)
+            prep_ratio[h][r] = prep[0][r] / prep[h][r];
         appends[r] = measure_appends();
+        spare[r] = measure_spare();
+        recover[0][r] = measure_recovery(false);
+        recover[1][r] = measure_recovery(true);
+        recover_ratio[r] = recover[1][r] / recover[0][r];
     }
     printf("wal on %s (CRC32C %s), %d-byte payloads, median of %d runs\n", base,
            sm_crc32c_hardware() ? "SSE4.2" : "table", PAYLOAD_BYTES, RUNS);
@@ -181,6 +278,20 @@ int main(void)
                median(ratio[s], RUNS));
     }
     printf("  %-34s %12.0f records/s\n", "wal_append only (no I/O)", median(appends, RUNS));
+    printf("  pwrite + fdatasync (median latency), speed-up against the growing file:\n");
+    for (int h = 0; h < 3; h++)
+        printf("    %-32s %12.3f ms  %7.2fx\n", prep_names[h], median(prep[h], RUNS) * 1e3,
+               median(prep_ratio[h], RUNS));
+    for (int s = 0; s < 3; s++) {
+        char label[64];
+        snprintf(label, sizeof label, "preallocated, batch %d", sizes[s]);
+        printf("  %-34s %12.0f records/s  %7.2fx growing\n", label, median(pre[s], RUNS),
+               median(pre_ratio[s], RUNS));
+    }
+    printf("  %-34s %12.1f ms\n", "spare segment, 64 MiB of zeros", median(spare, RUNS) * 1e3);
+    printf("  %-34s %12.2f ms (growing: %.2f ms, %.1fx)\n", "recovery, 64 MiB prealloc, 1 rec",
+           median(recover[1], RUNS) * 1e3, median(recover[0], RUNS) * 1e3,
+           median(recover_ratio, RUNS));
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", base);
     ASSERT(system(cmd) == 0);
