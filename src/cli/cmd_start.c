@@ -36,6 +36,8 @@ const char cli_start_usage[] =
     "  --repair               set a damaged log aside (a copy is kept) instead of refusing\n"
     "                         to start\n"
     "  --tick-ms N            how often engine time advances (default 100, 1..10000)\n"
+    "  --snapshot-every N     records between background snapshots (default 1000000;\n"
+    "                         0 = never): recovery replays at most about this many\n"
     "  --skus-max N           SKUs per partition (default 65536)\n"
     "  --orders-max N         open and retained orders per partition (default 1000000)\n"
     "  --accounts-max N       accounts per partition (default 65536)\n"
@@ -71,6 +73,7 @@ static const struct num_flag num_flags[] = {
     {"--idle-timeout-ms", 0, 24LL * 3600 * 1000},
     {"--partitions", 1, SM_PARTITIONS_MAX},
     {"--tick-ms", 1, 10000},
+    {"--snapshot-every", 0, 1LL << 40},
     {"--skus-max", 1, 1LL << 30},
     {"--orders-max", 1, 1LL << 30},
     {"--accounts-max", 1, 1LL << 30},
@@ -96,6 +99,8 @@ static void set_num(struct server_config *cfg, const char *name, long long v)
         cfg->partitions = (uint32_t)v;
     else if (strcmp(name, "--tick-ms") == 0)
         cfg->tick_ms = (uint32_t)v;
+    else if (strcmp(name, "--snapshot-every") == 0)
+        cfg->snapshot_every = (uint64_t)v;
     else if (strcmp(name, "--skus-max") == 0)
         cfg->engine.skus_max = (uint32_t)v;
     else if (strcmp(name, "--orders-max") == 0)

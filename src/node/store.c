@@ -178,23 +178,6 @@ int store_sync(struct store *s)
 
 /* ---- snapshots ----------------------------------------------------------------------------- */
 
-static int snapshot_encode(const struct store *s, struct sm_wbuf *w)
-{
-    sm_wbuf_put(w, SNAPSHOT_MAGIC, 8);
-    sm_wbuf_u32(w, s->partitions);
-    for (uint32_t p = 0; p < s->partitions; p++) {
-        size_t at = w->len;
-        sm_wbuf_u64(w, 0); /* length, patched below */
-        int rc = engine_save(&s->engines[p], w);
-        if (rc != 0 || w->failed)
-            return rc ? rc : SM_E_NOMEM;
-        uint64_t n = w->len - at - 8;
-        for (int i = 0; i < 8; i++)
-            w->data[at + (size_t)i] = (uint8_t)(n >> (8 * i));
-    }
-    return w->failed ? SM_E_NOMEM : 0;
-}
-
 static int snapshot_decode(struct store *s, const uint8_t *data, uint64_t len)
 {
     struct sm_rbuf r;
@@ -212,6 +195,40 @@ static int snapshot_decode(struct store *s, const uint8_t *data, uint64_t len)
     return sm_rbuf_left(&r) == 0 && sm_rbuf_ok(&r) ? 0 : SM_E_CORRUPT;
 }
 
+int store_snapshot_write(const struct store *s, uint64_t index)
+{
+    ASSERT(index > 0 && index < wal_index_next(&s->wal));
+    struct wal_snapshot_writer sw;
+    /* wal_snapshot_begin only reads the wal (directory, file system, bounds). */
+    int rc = wal_snapshot_begin((struct wal *)&s->wal, &sw, index, s->epoch);
+    if (rc != 0)
+        return rc;
+    struct sm_wbuf w;
+    sm_wbuf_init(&w);
+    sm_wbuf_put(&w, SNAPSHOT_MAGIC, 8);
+    sm_wbuf_u32(&w, s->partitions);
+    rc = w.failed ? SM_E_NOMEM : wal_snapshot_write(&sw, w.data, w.len);
+    /* One partition at a time: the peak is one engine's bytes, not the node's. */
+    for (uint32_t p = 0; rc == 0 && p < s->partitions; p++) {
+        w.len = 0;
+        sm_wbuf_u64(&w, 0); /* the length, patched once known */
+        rc = engine_save(&s->engines[p], &w);
+        if (rc == 0 && w.failed)
+            rc = SM_E_NOMEM;
+        if (rc != 0)
+            break;
+        uint64_t n = w.len - 8;
+        for (int i = 0; i < 8; i++)
+            w.data[i] = (uint8_t)(n >> (8 * i));
+        rc = wal_snapshot_write(&sw, w.data, w.len);
+    }
+    sm_wbuf_free(&w);
+    rc = rc ? rc : wal_snapshot_finish(&sw);
+    if (rc != 0)
+        wal_snapshot_abort(&sw);
+    return rc;
+}
+
 int store_snapshot(struct store *s)
 {
     int rc = store_sync(s);
@@ -220,19 +237,7 @@ int store_snapshot(struct store *s)
     uint64_t index = wal_index_next(&s->wal) - 1;
     if (index == 0)
         return 0; /* nothing logged yet */
-    struct sm_wbuf w;
-    sm_wbuf_init(&w);
-    rc = snapshot_encode(s, &w);
-    struct wal_snapshot_writer sw;
-    if (rc == 0)
-        rc = wal_snapshot_begin(&s->wal, &sw, index, s->epoch);
-    if (rc == 0) {
-        rc = wal_snapshot_write(&sw, w.data, w.len);
-        rc = rc ? rc : wal_snapshot_finish(&sw);
-        if (rc != 0)
-            wal_snapshot_abort(&sw);
-    }
-    sm_wbuf_free(&w);
+    rc = store_snapshot_write(s, index);
     return rc ? rc : wal_compact(&s->wal);
 }
 

@@ -65,7 +65,7 @@ struct store {
     uint8_t *scratch;             /* 2 + SM_ENGINE_RECORD_BYTES_MAX: the record being built */
     struct engine_output *output; /* the last mutation's reply and events */
     uint64_t replayed;            /* records replayed at open */
-    store_event_fn event_fn; /* NULL: events are dropped */
+    store_event_fn event_fn;      /* NULL: events are dropped */
     void *event_ctx;
 };
 
@@ -119,8 +119,14 @@ bool store_dirty(const struct store *s);
  * flush_begin/done on its fsync thread instead. */
 MUST_USE int store_sync(struct store *s);
 
-/* Writes a snapshot of every partition at the current index, synchronously. 0 or SM_E_*. */
+/* Writes a snapshot of every partition at the current index, synchronously, then drops what
+ * it covers. 0 or SM_E_*. */
 MUST_USE int store_snapshot(struct store *s);
+
+/* Writes the snapshot file of the state as it is, at `index` (every record up to it applied and
+ * durable, none after it). Touches only the new file, so a forked child can run it while the
+ * parent goes on serving; the parent then calls wal_compact. 0 or SM_E_*. */
+MUST_USE int store_snapshot_write(const struct store *s, uint64_t index);
 
 /* Checks every partition's invariants; false with the partition and reason in why. */
 bool store_check(const struct store *s, char *why, size_t why_cap);

@@ -17,6 +17,21 @@ void server_metrics_batch(struct server_metrics *m, uint32_t n)
     m->batch_requests_sum += n;
 }
 
+void server_metrics_snapshot_fork(struct server_metrics *m, uint64_t elapsed_ns)
+{
+    if (elapsed_ns / 1000 > m->snapshot_fork_us_max)
+        m->snapshot_fork_us_max = elapsed_ns / 1000;
+}
+
+void server_metrics_snapshot_done(struct server_metrics *m, bool ok, uint64_t elapsed_ns)
+{
+    if (ok)
+        m->snapshots_ok++;
+    else
+        m->snapshots_failed++;
+    m->snapshot_last_ms = elapsed_ns / 1000000;
+}
+
 void server_metrics_fsync(struct server_metrics *m, uint64_t elapsed_ns)
 {
     uint64_t us = elapsed_ns / 1000;
@@ -129,6 +144,14 @@ static void render_metrics(const struct node *n, const struct server_metrics *m,
                m->bytes_read);
     put_metric(w, "shardmart_written_bytes_total", "counter", "Bytes written to clients.",
                m->bytes_written);
+    put_metric(w, "shardmart_snapshots_total", "counter", "Background snapshots written.",
+               m->snapshots_ok);
+    put_metric(w, "shardmart_snapshot_failures_total", "counter", "Background snapshots failed.",
+               m->snapshots_failed);
+    put_metric(w, "shardmart_snapshot_pause_max_microseconds", "gauge",
+               "Longest loop pause a snapshot caused (the fork).", m->snapshot_fork_us_max);
+    put_metric(w, "shardmart_snapshot_last_milliseconds", "gauge",
+               "Time the last snapshot took to write.", m->snapshot_last_ms);
     put_command_counters(w, n);
     put_batch_histogram(w, m);
     put_fsync_histogram(w, m);

@@ -32,10 +32,17 @@ struct server_metrics {
     uint64_t fsync_buckets[SERVER_FSYNC_BUCKETS];
     uint64_t fsync_count;
     uint64_t fsync_sum_us;
+    uint64_t snapshots_ok;
+    uint64_t snapshots_failed;
+    uint64_t snapshot_fork_us_max; /* the longest pause a snapshot caused */
+    uint64_t snapshot_last_ms;     /* how long the last snapshot took to write */
 };
 
 /* Counts one batch of n requests. */
 void server_metrics_batch(struct server_metrics *m, uint32_t n);
+/* A snapshot child was forked (the loop paused elapsed_ns) / finished. */
+void server_metrics_snapshot_fork(struct server_metrics *m, uint64_t elapsed_ns);
+void server_metrics_snapshot_done(struct server_metrics *m, bool ok, uint64_t elapsed_ns);
 /* Counts one flush (write + fdatasync) that took elapsed_ns. */
 void server_metrics_fsync(struct server_metrics *m, uint64_t elapsed_ns);
 

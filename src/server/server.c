@@ -21,6 +21,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <uv.h>
 
@@ -105,6 +106,12 @@ struct server {
     struct conn *held;
     struct conn *woken;          /* parked clients answered during this batch (next_held links) */
     struct wait_cancel *cancels; /* waits of closed connections, to cancel in the next batch */
+    /* Background snapshots: a forked child writes the state as of snapshot_index while the
+     * loop goes on; the parent drops what it covers once the child succeeds. */
+    pid_t snapshot_pid;
+    uint64_t snapshot_index;
+    uint64_t snapshot_last_index;
+    uint64_t snapshot_started_ns;
     uv_timer_t tick_timer;
     bool tick_due;
     uint64_t last_sync_ms; /* --fsync every:<ms> */
@@ -136,6 +143,7 @@ void server_config_defaults(struct server_config *cfg)
     cfg->partitions = SM_PARTITIONS_DEFAULT;
     cfg->sync_mode = WAL_SYNC_ALWAYS;
     cfg->tick_ms = 100;
+    cfg->snapshot_every = 1000000;
     cfg->engine = (struct engine_config){
         .skus_max = 65536,
         .orders_max = 1000000,
@@ -493,6 +501,54 @@ static void release_batch(struct server *s, struct conn *touched)
 
 static void flush_start(struct server *s);
 
+/* Forks a child that writes a snapshot when enough records have been logged since the last one.
+ * Called between batches, with nothing buffered: the state is exactly the log up to its last
+ * index, all of it durable. The loop pauses only for fork() itself. */
+static void maybe_snapshot(struct server *s)
+{
+    uint64_t last = wal_index_next(&s->store.wal) - 1;
+    if (s->cfg->snapshot_every == 0 || s->snapshot_pid != 0 || s->flushing ||
+        store_dirty(&s->store) || last - s->snapshot_last_index < s->cfg->snapshot_every)
+        return;
+    uint64_t t0 = uv_hrtime();
+    pid_t pid = fork();
+    if (pid < 0) {
+        fprintf(stderr, "shardmart: snapshot: fork failed: %s\n", strerror(errno));
+        return;
+    }
+    if (pid == 0) {
+        int rc = store_snapshot_write(&s->store, last);
+        _exit(rc == 0 ? 0 : 1);
+    }
+    s->snapshot_pid = pid;
+    s->snapshot_index = last;
+    s->snapshot_started_ns = t0;
+    server_metrics_snapshot_fork(&s->metrics, uv_hrtime() - t0);
+}
+
+/* Reaps the snapshot child; on success, drops the segments and snapshots it makes useless. */
+static void reap_snapshot(struct server *s)
+{
+    if (s->snapshot_pid == 0)
+        return;
+    int status;
+    pid_t r = waitpid(s->snapshot_pid, &status, WNOHANG);
+    if (r == 0)
+        return;
+    s->snapshot_pid = 0;
+    bool ok = r > 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0;
+    server_metrics_snapshot_done(&s->metrics, ok, uv_hrtime() - s->snapshot_started_ns);
+    if (!ok) {
+        fprintf(stderr, "shardmart: snapshot at index %llu failed; the log keeps everything\n",
+                (unsigned long long)s->snapshot_index);
+        return;
+    }
+    s->snapshot_last_index = s->snapshot_index;
+    if (wal_compact(&s->store.wal) != 0)
+        fprintf(stderr, "shardmart: compaction after snapshot %llu failed\n",
+                (unsigned long long)s->snapshot_index);
+}
+
 /* The fsync thread: one pwritev and one fdatasync for the whole batch. */
 static void flush_work(uv_work_t *w)
 {
@@ -532,6 +588,7 @@ static void flush_after(uv_work_t *w, int status)
     struct conn *held = s->held;
     s->held = NULL;
     release_batch(s, held);
+    maybe_snapshot(s);
     if (s->ready_head || s->tick_due)
         uv_idle_start(&s->batch_idle, on_batch_idle);
 }
@@ -665,6 +722,7 @@ static void on_batch_check(uv_check_t *h)
 static void on_tick_timer(uv_timer_t *t)
 {
     struct server *s = t->data;
+    reap_snapshot(s);
     s->tick_due = true;
     if (!s->flushing)
         uv_idle_start(&s->batch_idle, on_batch_idle);
@@ -898,6 +956,7 @@ static int open_store(struct server *s)
         return rc;
     }
     s->store_open = true;
+    s->snapshot_last_index = report->snapshot_found ? report->snapshot_index : 0;
     s->store.event_fn = on_lock_event;
     s->store.event_ctx = s;
     if (report->torn)
@@ -998,6 +1057,12 @@ int server_run(const struct server_config *cfg)
         uv_walk(&s->loop, close_walk, NULL);
         uv_run(&s->loop, UV_RUN_DEFAULT);
         (void)uv_loop_close(&s->loop);
+    }
+    if (s->snapshot_pid > 0) {
+        /* Let a snapshot in progress finish: it is either complete or a temp file recovery
+         * removes, but waiting keeps a restart from replaying what it already covers. */
+        int status;
+        waitpid(s->snapshot_pid, &status, 0);
     }
     while (s->cancels) {
         struct wait_cancel *w = s->cancels;

@@ -41,6 +41,7 @@ struct server_config {
     uint32_t fsync_every_ms;      /* with WAL_SYNC_EVERY */
     bool repair;                  /* --repair: set corruption aside instead of refusing */
     uint32_t tick_ms;             /* how often time advances in the engines */
+    uint64_t snapshot_every;      /* records between background snapshots; 0 = never */
     struct engine_config engine;  /* capacities of every partition */
 };
 

@@ -293,3 +293,57 @@ Test(trading, corrupt_log_refuses_to_start_with_file_and_offset)
     snprintf(cmd, sizeof cmd, "rm -rf %s", keep);
     cr_assert_eq(system(cmd), 0);
 }
+
+/* Counts the snapshot files in a data directory. */
+static int snapshot_files(const char *dir)
+{
+    char cmd[400];
+    snprintf(cmd, sizeof cmd, "ls %s | grep -c '^snap' || true", dir);
+    FILE *f = popen(cmd, "r");
+    int n = 0;
+    if (f) {
+        if (fscanf(f, "%d", &n) != 1)
+            n = 0;
+        pclose(f);
+    }
+    return n;
+}
+
+Test(trading, background_snapshots_bound_recovery)
+{
+    const char *flags[] = {"--snapshot-every", "200", NULL};
+    cr_assert_eq(node_proc_start(&node, NULL, flags), 0);
+    char data[300], keep[256];
+    snprintf(data, sizeof data, "%s", node.data_dir);
+    snprintf(keep, sizeof keep, "%s", node.dir);
+    redisContext *c = client();
+    expect_ok(c, "STOCK.CREATE r1 pen 5000");
+    for (int round = 0; round < 4; round++)
+        sell(c, "pen", 150, round * 150);
+    /* The child writes in the background: wait for its file. */
+    for (int i = 0; i < 500 && snapshot_files(data) == 0; i++)
+        usleep(10 * 1000);
+    cr_assert_geq(snapshot_files(data), 1, "no snapshot written");
+    sell(c, "pen", 50, 600);
+    redisFree(c);
+    node_proc_kill(&node);
+
+    cr_assert_eq(node_proc_start(&node, data, flags), 0);
+    c = client();
+    cr_assert_eq(field(c, "STOCK.GET", "pen", "reserved"), 650, "snapshot + log tail = all");
+    redisFree(c);
+    char out_path[400], line[256];
+    snprintf(out_path, sizeof out_path, "%s/out", node.dir);
+    FILE *f = fopen(out_path, "r");
+    cr_assert_not_null(f);
+    bool from_snapshot = false;
+    while (fgets(line, sizeof line, f))
+        from_snapshot |=
+            strstr(line, "recovered") != NULL && strstr(line, "after snapshot 0") == NULL;
+    fclose(f);
+    cr_assert(from_snapshot, "recovery did not start from a snapshot");
+    cr_assert_eq(node_proc_stop(&node, false), 0);
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", keep);
+    cr_assert_eq(system(cmd), 0);
+}
