@@ -15,6 +15,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1037,6 +1038,10 @@ int server_run(const struct server_config *cfg)
     s->request = malloc(sizeof *s->request);
     s->http_request = malloc(sizeof *s->http_request);
     signal(SIGPIPE, SIG_IGN);
+    /* Every partition allocates its tables at start as zeroed address space. A fixed mmap
+     * threshold keeps each large calloc a fresh mapping that the kernel zeroes on first touch;
+     * glibc's adaptive threshold would serve them from the heap and memset them all at start. */
+    mallopt(M_MMAP_THRESHOLD, 128 * 1024);
     int rc = (!s->request || !s->http_request) ? SM_E_NOMEM : uv_loop_init(&s->loop);
     bool loop_ok = rc == 0;
     int resp_port = cfg->resp_port, http_port = cfg->http_port;
