@@ -58,50 +58,38 @@ static void put_text(struct sm_wbuf *w, const char *s)
     sm_wbuf_put(w, s, strlen(s));
 }
 
-/* The batch-size histogram in Prometheus form: cumulative buckets, then sum and count. */
-static void put_batch_histogram(struct sm_wbuf *w, const struct server_metrics *m)
-{
-    put_text(w, "# HELP shardmart_batch_requests Requests executed per batch (one group "
-                "commit).\n# TYPE shardmart_batch_requests histogram\n");
-    uint64_t cumulative = 0;
-    char line[160];
-    for (uint32_t b = 0; b < SERVER_BATCH_BUCKETS; b++) {
-        cumulative += m->batch_buckets[b];
-        int len;
-        if (b + 1 < SERVER_BATCH_BUCKETS)
-            len = snprintf(line, sizeof line, "shardmart_batch_requests_bucket{le=\"%u\"} %llu\n",
-                           1u << b, (unsigned long long)cumulative);
-        else
-            len = snprintf(line, sizeof line, "shardmart_batch_requests_bucket{le=\"+Inf\"} %llu\n",
-                           (unsigned long long)cumulative);
-        sm_wbuf_put(w, line, (size_t)len);
-    }
-    int len = snprintf(line, sizeof line,
-                       "shardmart_batch_requests_sum %llu\nshardmart_batch_requests_count %llu\n",
-                       (unsigned long long)m->batch_requests_sum, (unsigned long long)m->batches);
-    sm_wbuf_put(w, line, (size_t)len);
-}
+/* A power-of-two histogram in Prometheus form: cumulative buckets whose upper bounds are
+ * first * 2^b (divided by scale, for seconds), the last one +Inf; then sum and count. */
+struct histogram_view {
+    const char *name;
+    const char *help;
+    const uint64_t *buckets;
+    uint32_t count;
+    uint64_t first; /* upper bound of bucket 0, in the unit counted */
+    double scale;   /* unit counted per unit shown: 1 for requests, 1e6 for us -> s */
+    double sum;     /* in the unit shown */
+    uint64_t total;
+};
 
-static void put_fsync_histogram(struct sm_wbuf *w, const struct server_metrics *m)
+static void put_histogram(struct sm_wbuf *w, const struct histogram_view *h)
 {
-    put_text(w, "# HELP shardmart_fsync_seconds Write + fdatasync of one batch.\n"
-                "# TYPE shardmart_fsync_seconds histogram\n");
+    char line[200];
+    int len = snprintf(line, sizeof line, "# HELP %s %s\n# TYPE %s histogram\n", h->name, h->help,
+                       h->name);
+    sm_wbuf_put(w, line, (size_t)len);
     uint64_t cumulative = 0;
-    char line[160];
-    for (uint32_t b = 0; b < SERVER_FSYNC_BUCKETS; b++) {
-        cumulative += m->fsync_buckets[b];
-        int len;
-        if (b + 1 < SERVER_FSYNC_BUCKETS)
-            len = snprintf(line, sizeof line, "shardmart_fsync_seconds_bucket{le=\"%.6f\"} %llu\n",
-                           (double)(16ull << b) / 1e6, (unsigned long long)cumulative);
+    for (uint32_t b = 0; b < h->count; b++) {
+        cumulative += h->buckets[b];
+        if (b + 1 < h->count)
+            len = snprintf(line, sizeof line, "%s_bucket{le=\"%g\"} %llu\n", h->name,
+                           (double)(h->first << b) / h->scale, (unsigned long long)cumulative);
         else
-            len = snprintf(line, sizeof line, "shardmart_fsync_seconds_bucket{le=\"+Inf\"} %llu\n",
+            len = snprintf(line, sizeof line, "%s_bucket{le=\"+Inf\"} %llu\n", h->name,
                            (unsigned long long)cumulative);
         sm_wbuf_put(w, line, (size_t)len);
     }
-    int len = snprintf(line, sizeof line,
-                       "shardmart_fsync_seconds_sum %.6f\nshardmart_fsync_seconds_count %llu\n",
-                       (double)m->fsync_sum_us / 1e6, (unsigned long long)m->fsync_count);
+    len = snprintf(line, sizeof line, "%s_sum %.6f\n%s_count %llu\n", h->name, h->sum, h->name,
+                   (unsigned long long)h->total);
     sm_wbuf_put(w, line, (size_t)len);
 }
 
@@ -153,8 +141,26 @@ static void render_metrics(const struct node *n, const struct server_metrics *m,
     put_metric(w, "shardmart_snapshot_last_milliseconds", "gauge",
                "Time the last snapshot took to write.", m->snapshot_last_ms);
     put_command_counters(w, n);
-    put_batch_histogram(w, m);
-    put_fsync_histogram(w, m);
+    put_histogram(w, &(struct histogram_view){
+                         .name = "shardmart_batch_requests",
+                         .help = "Requests executed per batch (one group commit).",
+                         .buckets = m->batch_buckets,
+                         .count = SERVER_BATCH_BUCKETS,
+                         .first = 1,
+                         .scale = 1,
+                         .sum = (double)m->batch_requests_sum,
+                         .total = m->batches,
+                     });
+    put_histogram(w, &(struct histogram_view){
+                         .name = "shardmart_fsync_seconds",
+                         .help = "Write + fdatasync of one batch.",
+                         .buckets = m->fsync_buckets,
+                         .count = SERVER_FSYNC_BUCKETS,
+                         .first = 16,
+                         .scale = 1e6,
+                         .sum = (double)m->fsync_sum_us / 1e6,
+                         .total = m->fsync_count,
+                     });
 }
 
 int server_http_handle(const struct node *n, const struct server_metrics *m,
