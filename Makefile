@@ -11,6 +11,7 @@
 #   make lint     clang-format check, cppcheck, clang-tidy
 JOBS ?= $(shell nproc)
 FUZZ_SECONDS ?= 30
+FUZZ_TARGETS := $(basename $(notdir $(wildcard fuzz/fuzz_*.c)))
 BUILD := build
 CTEST := ctest --output-on-failure -j $(JOBS)
 
@@ -45,7 +46,7 @@ asan: deps
 fuzz: deps
 	@CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Release -DSHARDMART_FUZZ=ON \
 		-DSHARDMART_SANITIZE=ON >/dev/null
-	@cmake --build build-fuzz -j $(JOBS)
+	@cmake --build build-fuzz -j $(JOBS) --target $(FUZZ_TARGETS)
 	@scripts/run-fuzz build-fuzz $(FUZZ_SECONDS)
 
 bench: build
