@@ -3,7 +3,8 @@
  * directory on the in-memory disk and recovered. Recovery must never crash or read out of
  * bounds, must either succeed or refuse with SM_E_CORRUPT, and its result must be a fixed
  * point: recovering the recovered log is clean (no torn tail, no corruption) and gives the same
- * records. Repair mode must always succeed, and its result must be clean too.
+ * records. Repair mode must always succeed, and its result must be clean too. Each input runs
+ * with and without preallocated segments (a 16 KiB input is a full-size, preallocated file).
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -18,16 +19,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 #define DIR "/fz"
 
-static struct wal_config fuzz_config(const struct sm_fs *fs, bool repair)
+static struct wal_config fuzz_config(const struct sm_fs *fs, bool repair, bool prealloc)
 {
     return (struct wal_config){
         .dir = DIR,
         .fs = fs,
-        .segment_bytes = 64 * 1024,
+        .segment_bytes = 16 * 1024,
         .batch_bytes = 8 * 1024,
         .payload_bytes_max = 1024,
         .segments_max = 16,
         .repair = repair,
+        .preallocate = prealloc,
     };
 }
 
@@ -47,11 +49,11 @@ static void replay_all(const struct wal *w, const struct wal_recovery *rep)
 }
 
 /* Opens, checks the result is a fixed point, appends one record, and checks it stays. */
-static void recover_and_check(struct sm_fs *fs, bool repair)
+static void recover_and_check(struct sm_fs *fs, bool repair, bool prealloc)
 {
     struct wal w;
     struct wal_recovery rep;
-    struct wal_config c = fuzz_config(fs, repair);
+    struct wal_config c = fuzz_config(fs, repair, prealloc);
     int rc = wal_open(&w, &c, &rep);
     ASSERT(rc == 0 || (rc == SM_E_CORRUPT && !repair && rep.corrupt));
     if (rc != 0)
@@ -77,7 +79,8 @@ static void recover_and_check(struct sm_fs *fs, bool repair)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    for (int repair = 0; repair <= 1; repair++) {
+    for (int mode = 0; mode < 4; mode++) {
+        bool repair = mode & 1, prealloc = mode & 2;
         struct sm_faulty_fs disk;
         struct sm_faulty_config fc = {.seed = 1, .sector_bytes = 512};
         sm_faulty_fs_init(&disk, &fc);
@@ -85,7 +88,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         char path[WAL_PATH_BYTES];
         wal_segment_name(path, sizeof path, DIR, 1);
         ASSERT(sm_faulty_fs_put_file(&disk, path, data, size) == 0);
-        recover_and_check(&fs, repair == 1);
+        recover_and_check(&fs, repair, prealloc);
         sm_faulty_fs_free(&disk);
     }
     return 0;

@@ -155,9 +155,8 @@
 #define SM_WAL_SNAPSHOTS_KEEP_DEFAULT 2
 /* A data directory path: file names are appended to it in fixed buffers. */
 #define SM_WAL_DIR_BYTES_MAX 3072
-/* Zeros written per call when preallocating a segment or zeroing a torn tail, and the chunk
- * recovery reads to check a zero tail: 1 MiB amortises the syscall (64 per 64 MiB segment) and is
- * a static zero buffer, so it costs no heap. */
+/* Zeros written per call when preallocating a segment or zeroing a torn tail: 1 MiB amortises
+ * the syscall (64 per 64 MiB segment) and is one static zero buffer, so it costs no heap. */
 #define SM_WAL_ZERO_CHUNK_BYTES (1024 * 1024)
 
 _Static_assert(SM_KEY_BYTES_MAX < SM_REQUEST_BYTES_MAX, "a key must fit in a request");

@@ -11,11 +11,11 @@
  *     (a preallocated segment; zeros decode as type 0, never as a record): a clean end, in any
  *     segment. A torn tail: the first bad record (short, or failing a check) of the LAST segment,
  *     followed by bytes that are not all zero but with no valid record anywhere after it in that
- *     file, is where the last unsynced write stopped. It is cut off (with config.preallocate the
- *     bytes up to the last non-zero one are overwritten with zeros and synced, so the file keeps
- *     its size; else the file is truncated there; a last segment whose header itself is torn and
- *     holds no record is removed) and reported with file, offset and bytes dropped. A spare
- *     segment (WAL_SPARE_NAME, made ahead and never given records) is deleted.
+ *     file, is where the last unsynced write stopped. It is cut off (in a full-size, i.e.
+ *     preallocated, file the bytes up to the last non-zero one are overwritten with zeros and
+ *     synced, so the file keeps its size; else the file is truncated there; a last segment whose
+ * header itself is torn and holds no record is removed) and reported with file, offset and bytes
+ * dropped. A spare segment (WAL_SPARE_NAME, made ahead and never given records) is deleted.
  *  4. Anything else is damage to data that was durable: a bad record followed by a valid one, a
  *     bad record or trailing bytes in a segment that is not the last, a bad header, a gap between
  *     segments. wal_open refuses with SM_E_CORRUPT naming the file and offset, unless repair mode:
@@ -370,7 +370,9 @@ static int cut_torn_tail(struct wal *w, uint64_t index_first, const struct seg_s
     wal_segment_name(rep->torn_path, sizeof rep->torn_path, w->dir, index_first);
     rep->torn = true;
     rep->torn_offset = s->valid_end;
-    bool zero = w->config.preallocate && s->valid_end >= WAL_SEGMENT_HEADER_BYTES;
+    /* A full-size file is a preallocated segment: zeroed, so it keeps its size and appends
+     * stay overwrites (decided by the file, so `wal verify` reports what the node does). */
+    bool zero = s->size == w->config.segment_bytes && s->valid_end >= WAL_SEGMENT_HEADER_BYTES;
     rep->torn_bytes = (zero ? s->data_end : s->size) - s->valid_end;
     if (w->config.read_only)
         return 0;
@@ -586,8 +588,8 @@ int wal_open(struct wal *w, const struct wal_config *config, struct wal_recovery
     w->config.dir = w->dir;
     w->fs = config->fs ? *config->fs : *sm_fs_posix();
     uint32_t cap = w->config.payload_bytes_max + WAL_RECORD_HEADER_BYTES;
-    if (cap < SM_WAL_ZERO_CHUNK_BYTES) /* also the chunk of the zero-tail check */
-        cap = SM_WAL_ZERO_CHUNK_BYTES;
+    if (cap < 256 * 1024) /* also the chunk of the zero-tail check */
+        cap = 256 * 1024;
     uint8_t *scan = malloc(cap);
     w->buf[0] = malloc(w->config.batch_bytes);
     w->buf[1] = malloc(w->config.batch_bytes);

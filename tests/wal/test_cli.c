@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -31,7 +32,8 @@ static int run(const char *args, char *out, size_t cap)
     return WEXITSTATUS(status);
 }
 
-static void make_log(uint64_t records, bool with_snapshot)
+/* prealloc: default-size (64 MiB) preallocated segments, as the node makes them. */
+static void make_log(uint64_t records, bool with_snapshot, bool prealloc)
 {
     /* Check for the binary first, so a failing run leaves no directory behind. */
     const char *bin = getenv("SHARDMART_BIN");
@@ -40,6 +42,8 @@ static void make_log(uint64_t records, bool with_snapshot)
     snprintf(dir, sizeof dir, "/tmp/smwal-cli-XXXXXX");
     cr_assert_not_null(mkdtemp(dir));
     struct wal_config c = {.dir = dir, .segment_bytes = 4096, .batch_bytes = 2048};
+    if (prealloc)
+        c = (struct wal_config){.dir = dir, .preallocate = true};
     struct wal w;
     struct wal_recovery rep;
     cr_assert_eq(wal_open(&w, &c, &rep), 0);
@@ -74,7 +78,7 @@ static char out[65536];
 
 Test(wal_cli, verify_and_dump_a_clean_log)
 {
-    make_log(100, false);
+    make_log(100, false, false);
     char args[256];
     snprintf(args, sizeof args, "wal verify '%s'", dir);
     cr_assert_eq(run(args, out, sizeof out), 0, "%s", out);
@@ -96,7 +100,7 @@ Test(wal_cli, verify_and_dump_a_clean_log)
 
 Test(wal_cli, verify_reports_a_torn_tail_and_changes_nothing)
 {
-    make_log(100, false);
+    make_log(100, false, false);
     char path[WAL_PATH_BYTES], args[256];
     /* 45-byte records, 90 to a 4 KiB segment: the last segment starts at 91. */
     wal_segment_name(path, sizeof path, dir, 91);
@@ -113,9 +117,41 @@ Test(wal_cli, verify_reports_a_torn_tail_and_changes_nothing)
     remove_log();
 }
 
+Test(wal_cli, verify_and_dump_a_preallocated_log)
+{
+    make_log(100, false, true);
+    char path[WAL_PATH_BYTES], args[256];
+    wal_segment_name(path, sizeof path, dir, 1);
+    snprintf(args, sizeof args, "wal verify '%s'", dir);
+    cr_assert_eq(run(args, out, sizeof out), 0, "%s", out);
+    cr_assert_not_null(strstr(out, "log: records 1..100"), "%s", out);
+    cr_assert_not_null(strstr(out, "ok: clean\n"), "the zero tail is not torn: %s", out);
+    snprintf(args, sizeof args, "wal dump '%s'", dir);
+    cr_assert_eq(run(args, out, sizeof out), 0);
+    int lines = 0;
+    for (const char *p = out; (p = strchr(p, '\n')) != NULL; p++)
+        lines++;
+    cr_assert_eq(lines, 100);
+    /* Garbage 10 bytes after the last record: a torn tail up to its last byte. */
+    FILE *f = fopen(path, "r+b");
+    cr_assert_not_null(f);
+    fseek(f, 32 + 100 * 45 + 10, SEEK_SET);
+    fputs("abc", f);
+    fclose(f);
+    snprintf(args, sizeof args, "wal verify '%s'", dir);
+    cr_assert_eq(run(args, out, sizeof out), 0, "%s", out);
+    char want[WAL_PATH_BYTES + 64];
+    snprintf(want, sizeof want, "torn tail: %s at offset %d: 13 byte(s)", path, 32 + 100 * 45);
+    cr_assert_not_null(strstr(out, want), "%s", out);
+    struct stat st;
+    cr_assert_eq(stat(path, &st), 0);
+    cr_assert_eq(st.st_size, SM_WAL_SEGMENT_BYTES_DEFAULT, "verify changes nothing");
+    remove_log();
+}
+
 Test(wal_cli, verify_names_file_and_offset_of_corruption)
 {
-    make_log(100, false);
+    make_log(100, false, false);
     char path[WAL_PATH_BYTES], args[256];
     wal_segment_name(path, sizeof path, dir, 1);
     FILE *f = fopen(path, "r+b");
@@ -136,7 +172,7 @@ Test(wal_cli, verify_names_file_and_offset_of_corruption)
 
 Test(wal_cli, snapshot_usage_and_errors)
 {
-    make_log(40, true);
+    make_log(40, true, false);
     char args[256];
     snprintf(args, sizeof args, "wal verify '%s'", dir);
     cr_assert_eq(run(args, out, sizeof out), 0, "%s", out);
