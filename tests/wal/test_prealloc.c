@@ -519,3 +519,28 @@ Test(prealloc, group_commit_is_still_one_write_and_one_fdatasync_per_batch)
     wal_close(&w);
     sm_faulty_fs_free(&disk);
 }
+
+Test(prealloc, iterator_reads_segments_a_snapshot_covers_up_to_their_zero_tail)
+{
+    /* Segments wholly covered by the snapshot are not scanned at open: the iterator learns
+     * where their records end from the next segment's first index, not from the file size. */
+    disk_init(13);
+    build(200);
+    struct wal_config c = pre_config(&fs, DIR);
+    struct wal w;
+    struct wal_recovery rep;
+    cr_assert_eq(wal_open(&w, &c, &rep), 0);
+    cr_assert_gt(w.segments_count, 3);
+    struct wal_snapshot_writer sw;
+    cr_assert_eq(wal_snapshot_begin(&w, &sw, 150, 1), 0);
+    cr_assert_eq(wal_snapshot_write(&sw, "state", 5), 0);
+    cr_assert_eq(wal_snapshot_finish(&sw), 0);
+    wal_close(&w);
+    cr_assert_eq(wal_open(&w, &c, &rep), 0);
+    cr_assert(rep.snapshot_found && rep.snapshot_index == 150);
+    cr_assert_eq(w.segments[0].size_bytes, 0, "not scanned");
+    check_range(&w, 1, 200);
+    check_range(&w, 40, 200);
+    wal_close(&w);
+    sm_faulty_fs_free(&disk);
+}

@@ -16,6 +16,7 @@
 
 static struct sm_faulty_fs disk;
 static struct sm_fs fs;
+static bool prealloc; /* the tests that run twice: without and with preallocated segments */
 
 static void setup(void)
 {
@@ -38,6 +39,7 @@ static struct wal_config small_config(void)
         .segment_bytes = 4096,
         .batch_bytes = 2048,
         .payload_bytes_max = 200,
+        .preallocate = prealloc,
     };
 }
 
@@ -96,7 +98,7 @@ static void check_range(const struct wal *w, uint64_t from, uint64_t to)
     wal_iter_free(&it);
 }
 
-Test(wal, round_trip_across_segment_rollover)
+static void round_trip(void)
 {
     setup();
     struct wal w;
@@ -129,6 +131,17 @@ Test(wal, round_trip_across_segment_rollover)
     check_range(&w, 1, 750);
     wal_close(&w);
     teardown();
+}
+
+Test(wal, round_trip_across_segment_rollover)
+{
+    round_trip();
+}
+
+Test(wal, round_trip_across_segment_rollover_preallocated)
+{
+    prealloc = true;
+    round_trip();
 }
 
 Test(wal, group_commit_is_one_write_and_one_fdatasync_per_batch)
@@ -241,7 +254,7 @@ Test(wal, io_errors_on_write_and_sync_are_reported_not_acknowledged)
     teardown();
 }
 
-Test(wal, truncate_after_drops_the_suffix_across_segments_durably)
+static void truncate_durably(void)
 {
     setup();
     struct wal w;
@@ -284,6 +297,17 @@ Test(wal, truncate_after_drops_the_suffix_across_segments_durably)
     check_range(&w, 1, 3);
     wal_close(&w);
     teardown();
+}
+
+Test(wal, truncate_after_drops_the_suffix_across_segments_durably)
+{
+    truncate_durably();
+}
+
+Test(wal, truncate_after_drops_the_suffix_across_segments_durably_preallocated)
+{
+    prealloc = true;
+    truncate_durably();
 }
 
 Test(wal, truncate_refuses_below_the_snapshot_and_during_a_flush)
