@@ -178,7 +178,8 @@ MUST_USE int wal_append(struct wal *w, const struct wal_record *r);
 /* Takes the buffered batch (up to a segment boundary) for writing; see the file comment.
  * `sync` asks for an fdatasync (ignored in WAL_SYNC_NEVER; WAL_SYNC_ALWAYS callers pass true).
  * Creating a new segment at a boundary happens here, synchronously (file, header, fdatasync,
- * directory fsync: once per segment). Errors: SM_E_IO (poisoned). Must be followed by
+ * directory fsync: once per segment; with preallocate, a ready spare is taken instead, see
+ * wal_spare_*). Errors: SM_E_IO (poisoned). Must be followed by
  * wal_flush_done unless it returned an error. */
 MUST_USE int wal_flush_begin(struct wal *w, bool sync, struct wal_flush *out);
 /* Reports the outcome of the flush: 0 or a negative errno from the write or sync. Returns 0 or
@@ -194,7 +195,8 @@ MUST_USE int wal_write(struct wal *w);
 
 /* Drops every record after `index` (a diverging, uncommitted suffix), buffered or on disk,
  * durably: later segments are unlinked (newest first) before the segment holding index + 1 is
- * truncated, so a crash in between leaves a valid, merely longer log. SM_E_STATE: index is below
+ * truncated, so a crash in between leaves a valid, merely longer log. A preallocated segment gets
+ * its zeros back after the cut is durable (it stays full size). SM_E_STATE: index is below
  * the newest snapshot's, or a flush is in flight; SM_E_IO. Invalidates iterators. */
 MUST_USE int wal_truncate_after(struct wal *w, uint64_t index);
 
