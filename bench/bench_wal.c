@@ -13,6 +13,8 @@
  *   preallocated B      the wal batch rows with config.preallocate, ratio to the same batch
  *                       without preallocation (both with SEGMENT_BYTES segments)
  *   spare segment       wal_spare_run: making one 64 MiB zero-filled segment (the worker's job)
+ *   sync during spare   wal_sync latency of 16-record batches (preallocated) while another
+ *                       thread makes a 64 MiB spare, against the same batches with no spare
  *   recovery            wal_open of a preallocated 64 MiB segment holding one record (the zero
  *                       tail read and checked) against the same log in a growing file
  *
@@ -22,6 +24,8 @@
  * The machine is shared and noisy: compare ratios, and rerun before believing small changes.
  */
 #include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -195,6 +199,62 @@ static double measure_spare(void)
     return s;
 }
 
+struct spare_thread {
+    struct wal_spare_job job;
+    int rc;
+    atomic_bool done;
+};
+
+static void *spare_thread_main(void *arg)
+{
+    struct spare_thread *t = arg;
+    t->rc = wal_spare_run(&t->job);
+    atomic_store(&t->done, true);
+    return NULL;
+}
+
+/* Median and highest wal_sync latency (seconds) of 16-record batches: with `spare`, only those
+ * taken while another thread makes a 64 MiB spare; else SYNC_SAMPLES of them. */
+static void measure_sync_during_spare(bool spare, double *median_s, double *max_s)
+{
+    struct wal w;
+    open_wal_pre(&w, "during", WAL_SYNC_ALWAYS, true);
+    uint8_t payload[PAYLOAD_BYTES];
+    memset(payload, 0x77, sizeof payload);
+    uint64_t acked;
+    append_one(&w, payload);
+    ASSERT(wal_sync(&w, &acked) == 0);
+    static struct spare_thread t;
+    memset(&t, 0, sizeof t);
+    pthread_t th;
+    if (spare) {
+        char dir[512];
+        fresh_dir(dir, sizeof dir, "during-spare");
+        t.job = (struct wal_spare_job){.fs = *sm_fs_posix(), .bytes = SM_WAL_SEGMENT_BYTES_DEFAULT};
+        snprintf(t.job.dir, sizeof t.job.dir, "%s", dir);
+        snprintf(t.job.path, sizeof t.job.path, "%s/%s", dir, WAL_SPARE_NAME);
+        ASSERT(pthread_create(&th, NULL, spare_thread_main, &t) == 0);
+    }
+    static double lat[100000];
+    int n = 0;
+    while (n < (int)(sizeof lat / sizeof lat[0]) &&
+           (spare ? !atomic_load(&t.done) : n < SYNC_SAMPLES)) {
+        for (int i = 0; i < 16; i++)
+            append_one(&w, payload);
+        double t0 = now_s();
+        ASSERT(wal_sync(&w, &acked) == 0);
+        lat[n++] = now_s() - t0;
+    }
+    if (spare) {
+        ASSERT(pthread_join(th, NULL) == 0 && t.rc == 0);
+        close(t.job.fd);
+    }
+    wal_close(&w);
+    ASSERT(n > 0);
+    *median_s = median(lat, n);
+    *max_s = lat[n - 1]; /* sorted by median() */
+}
+
 /* Seconds wal_open takes on a log of one record in a default-size segment. */
 static double measure_recovery(bool pre)
 {
@@ -249,6 +309,7 @@ int main(void)
     double lat[RUNS], naive[RUNS], group[3][RUNS], ratio[3][RUNS], appends[RUNS];
     double pre[3][RUNS], pre_ratio[3][RUNS], prep[3][RUNS], prep_ratio[3][RUNS];
     double spare[RUNS], recover[2][RUNS], recover_ratio[RUNS];
+    double during[2][RUNS], during_max[2][RUNS];
     for (int r = 0; r < RUNS; r++) {
         measure_naive(&lat[r], &naive[r]);
         for (int s = 0; s < 3; s++) {
@@ -266,6 +327,8 @@ int main(void)
         recover[0][r] = measure_recovery(false);
         recover[1][r] = measure_recovery(true);
         recover_ratio[r] = recover[1][r] / recover[0][r];
+        measure_sync_during_spare(false, &during[0][r], &during_max[0][r]);
+        measure_sync_during_spare(true, &during[1][r], &during_max[1][r]);
     }
     printf("wal on %s (CRC32C %s), %d-byte payloads, median of %d runs\n", base,
            sm_crc32c_hardware() ? "SSE4.2" : "table", PAYLOAD_BYTES, RUNS);
@@ -292,6 +355,11 @@ int main(void)
     printf("  %-34s %12.2f ms (growing: %.2f ms, %.1fx)\n", "recovery, 64 MiB prealloc, 1 rec",
            median(recover[1], RUNS) * 1e3, median(recover[0], RUNS) * 1e3,
            median(recover_ratio, RUNS));
+    printf("  %-34s %12.3f ms median, %.3f ms max (of run medians)\n", "batch-16 sync, no spare",
+           median(during[0], RUNS) * 1e3, median(during_max[0], RUNS) * 1e3);
+    printf("  %-34s %12.3f ms median, %.3f ms max (of run medians)\n",
+           "batch-16 sync, spare being made", median(during[1], RUNS) * 1e3,
+           median(during_max[1], RUNS) * 1e3);
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", base);
     ASSERT(system(cmd) == 0);
