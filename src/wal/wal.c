@@ -366,6 +366,7 @@ int wal_spare_run(struct wal_spare_job *job)
     int fd, rc;
     if ((rc = fs->open(fs->ctx, job->path, SM_FS_WRITE | SM_FS_CREATE | SM_FS_TRUNC, &fd)) < 0)
         return rc;
+    rc = 0;
     /* Synced a chunk at a time: 64 MiB of dirty pages flushed by one fdatasync would hold the
      * disk (and a group commit waiting behind it) for tens of ms (bench_wal, "batch-16 sync,
      * spare being made"). */

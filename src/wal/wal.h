@@ -229,8 +229,9 @@ void wal_spare_begin(struct wal *w, struct wal_spare_job *job);
 /* Any thread, blocking: makes the spare file durably. 0 or a negative errno (the file is then
  * removed). Touches nothing but the job and its file. */
 MUST_USE int wal_spare_run(struct wal_spare_job *job);
-/* Owner thread, after run (before wal_close): keeps the spare when result is 0. A failure does
- * not poison the log (nothing acknowledged depends on it); the segment is made at the boundary. */
+/* Owner thread, after run: keeps the spare when result is 0. A failure does not poison the log
+ * (nothing acknowledged depends on it); the segment is made at the boundary. A job that is out
+ * must be run and done before wal_close (a spare left behind is deleted by the next open). */
 void wal_spare_done(struct wal *w, struct wal_spare_job *job, int result);
 
 static inline uint64_t wal_index_next(const struct wal *w)
