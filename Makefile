@@ -6,6 +6,7 @@
 #   make test     build and pass every test: unit, fuzz-corpus replay, ASan+UBSan, lint
 #   make asan     every test under ASan + UBSan in build-asan/
 #   make fuzz     libFuzzer targets, FUZZ_SECONDS each (default 30), in build-fuzz/
+#   make soak     the kill -9 crash test for SOAK_ROUNDS rounds (default 200)
 #   make bench    the benchmarks in bench/, printed as medians and ratios
 #   make bench-peers  the same workloads against Redis+Lua and PostgreSQL, started on loopback
 #   make lint     clang-format check, cppcheck, clang-tidy
@@ -15,7 +16,7 @@ FUZZ_TARGETS := $(basename $(notdir $(wildcard fuzz/fuzz_*.c)))
 BUILD := build
 CTEST := ctest --output-on-failure -j $(JOBS)
 
-.PHONY: all deps build run test unit asan fuzz bench bench-peers lint format clean
+.PHONY: all deps build run test unit asan fuzz soak bench bench-peers lint format clean
 
 all: build
 
@@ -48,6 +49,10 @@ fuzz: deps
 		-DSHARDMART_SANITIZE=ON >/dev/null
 	@cmake --build build-fuzz -j $(JOBS) --target $(FUZZ_TARGETS)
 	@scripts/run-fuzz build-fuzz $(FUZZ_SECONDS)
+
+SOAK_ROUNDS ?= 200
+soak: build
+	cd $(BUILD) && SHARDMART_CRASH_ROUNDS=$(SOAK_ROUNDS) ./integration_test_crash
 
 bench: build
 	@scripts/run-bench $(BUILD)
