@@ -36,6 +36,9 @@ const char cli_start_usage[] =
     "  --repair               set a damaged log aside (a copy is kept) instead of refusing\n"
     "                         to start\n"
     "  --tick-ms N            how often engine time advances (default 100, 1..10000)\n"
+    "  --segment-bytes N      log segment size (default 67108864, 4096..1073741824)\n"
+    "  --no-preallocate       grow segments instead of zero-filling them ahead (each fsync\n"
+    "                         then also commits the file size: slower)\n"
     "  --snapshot-every N     records between background snapshots (default 1000000;\n"
     "                         0 = never): recovery replays at most about this many\n"
     "  --skus-max N           SKUs per partition (default 65536)\n"
@@ -74,6 +77,7 @@ static const struct num_flag num_flags[] = {
     {"--partitions", 1, SM_PARTITIONS_MAX},
     {"--tick-ms", 1, 10000},
     {"--snapshot-every", 0, 1LL << 40},
+    {"--segment-bytes", SM_WAL_SEGMENT_BYTES_MIN, SM_WAL_SEGMENT_BYTES_MAX},
     {"--skus-max", 1, 1LL << 30},
     {"--orders-max", 1, 1LL << 30},
     {"--accounts-max", 1, 1LL << 30},
@@ -101,6 +105,8 @@ static void set_num(struct server_config *cfg, const char *name, long long v)
         cfg->tick_ms = (uint32_t)v;
     else if (strcmp(name, "--snapshot-every") == 0)
         cfg->snapshot_every = (uint64_t)v;
+    else if (strcmp(name, "--segment-bytes") == 0)
+        cfg->segment_bytes = (uint64_t)v;
     else if (strcmp(name, "--skus-max") == 0)
         cfg->engine.skus_max = (uint32_t)v;
     else if (strcmp(name, "--orders-max") == 0)
@@ -187,6 +193,10 @@ int cli_start(int argc, char **argv)
     for (int i = 0; i < argc; i++) {
         if (strcmp(argv[i], "--repair") == 0) {
             cfg.repair = true;
+            continue;
+        }
+        if (strcmp(argv[i], "--no-preallocate") == 0) {
+            cfg.preallocate = false;
             continue;
         }
         int rc = parse_flag(&cfg, argv[i], i + 1 < argc ? argv[i + 1] : NULL);

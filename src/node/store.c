@@ -316,13 +316,21 @@ int store_open(struct store *s, const struct store_config *cfg, struct wal_recov
         return SM_E_BADARG;
     }
     s->partitions = cfg->partitions;
-    /* The log first: a damaged directory is refused before any table is allocated. */
+    /* The log first: a damaged directory is refused before any table is allocated. A record is
+     * at most one engine record and its partition; a batch at most half a segment. */
+    uint64_t segment = cfg->segment_bytes ? cfg->segment_bytes : SM_WAL_SEGMENT_BYTES_DEFAULT;
+    uint32_t batch = SM_WAL_BATCH_BYTES_DEFAULT;
+    if (batch > segment / 2)
+        batch = (uint32_t)(segment / 2);
     struct wal_config wc = {
+        .batch_bytes = batch,
+        .payload_bytes_max = RECORD_PREFIX_BYTES + SM_ENGINE_RECORD_BYTES_MAX,
         .dir = cfg->dir,
         .fs = cfg->fs,
         .segment_bytes = cfg->segment_bytes,
         .sync_mode = cfg->sync_mode,
         .repair = cfg->repair,
+        .preallocate = cfg->preallocate,
     };
     int rc = wal_open(&s->wal, &wc, report);
     if (rc != 0) {

@@ -52,6 +52,7 @@ struct store_config {
     enum wal_sync_mode sync_mode; /* WAL_SYNC_ALWAYS unless told otherwise */
     bool repair;                  /* recovery: set aside corruption instead of refusing */
     uint64_t segment_bytes;       /* 0 = default */
+    bool preallocate;             /* zero-filled segments: each fdatasync flushes data only */
 };
 
 struct store {

@@ -109,6 +109,11 @@ struct server {
     struct wait_cancel *cancels; /* waits of closed connections, to cancel in the next batch */
     /* Background snapshots: a forked child writes the state as of snapshot_index while the
      * loop goes on; the parent drops what it covers once the child succeeds. */
+    /* The next preallocated segment, zero-filled on a worker thread while this one fills. */
+    struct wal_spare_job spare_job;
+    uv_work_t spare_work;
+    bool spare_busy;
+    int spare_rc;
     pid_t snapshot_pid;
     uint64_t snapshot_index;
     uint64_t snapshot_last_index;
@@ -145,6 +150,7 @@ void server_config_defaults(struct server_config *cfg)
     cfg->sync_mode = WAL_SYNC_ALWAYS;
     cfg->tick_ms = 100;
     cfg->snapshot_every = 1000000;
+    cfg->preallocate = true;
     cfg->engine = (struct engine_config){
         .skus_max = 65536,
         .orders_max = 1000000,
@@ -502,13 +508,40 @@ static void release_batch(struct server *s, struct conn *touched)
 
 static void flush_start(struct server *s);
 
+static void spare_work(uv_work_t *w)
+{
+    struct server *s = w->data;
+    s->spare_rc = wal_spare_run(&s->spare_job);
+}
+
+static void spare_after(uv_work_t *w, int status)
+{
+    struct server *s = w->data;
+    wal_spare_done(&s->store.wal, &s->spare_job, status < 0 ? status : s->spare_rc);
+    s->spare_busy = false;
+}
+
+/* Starts making the next segment when the log wants one (the open one is half full). */
+static void maybe_spare(struct server *s)
+{
+    if (s->stopping || s->spare_busy || !wal_spare_wanted(&s->store.wal))
+        return;
+    wal_spare_begin(&s->store.wal, &s->spare_job);
+    s->spare_busy = true;
+    s->spare_work.data = s;
+    if (uv_queue_work(&s->loop, &s->spare_work, spare_work, spare_after) != 0) {
+        wal_spare_done(&s->store.wal, &s->spare_job, -EAGAIN);
+        s->spare_busy = false;
+    }
+}
+
 /* Forks a child that writes a snapshot when enough records have been logged since the last one.
  * Called between batches, with nothing buffered: the state is exactly the log up to its last
  * index, all of it durable. The loop pauses only for fork() itself. */
 static void maybe_snapshot(struct server *s)
 {
     uint64_t last = wal_index_next(&s->store.wal) - 1;
-    if (s->cfg->snapshot_every == 0 || s->snapshot_pid != 0 || s->flushing ||
+    if (s->stopping || s->cfg->snapshot_every == 0 || s->snapshot_pid != 0 || s->flushing ||
         store_dirty(&s->store) || last - s->snapshot_last_index < s->cfg->snapshot_every)
         return;
     uint64_t t0 = uv_hrtime();
@@ -589,6 +622,9 @@ static void flush_after(uv_work_t *w, int status)
     struct conn *held = s->held;
     s->held = NULL;
     release_batch(s, held);
+    if (s->stopping)
+        return;
+    maybe_spare(s);
     maybe_snapshot(s);
     if (s->ready_head || s->tick_due)
         uv_idle_start(&s->batch_idle, on_batch_idle);
@@ -944,6 +980,8 @@ static int open_store(struct server *s)
         .dir = s->cfg->data_dir,
         .sync_mode = s->cfg->sync_mode,
         .repair = s->cfg->repair,
+        .segment_bytes = s->cfg->segment_bytes,
+        .preallocate = s->cfg->preallocate,
     };
     struct wal_recovery *report = calloc(1, sizeof *report);
     if (!report)
@@ -1006,6 +1044,7 @@ static int server_start(struct server *s, int *resp_port, int *http_port)
     if (node_init(&s->node, &ncfg, wall_ms()) != 0)
         return SM_E_NOMEM;
     s->node.store = &s->store;
+    maybe_spare(s); /* the first segment, before the first batch needs it */
     s->node.cfg.resp_port = *resp_port;
     s->node.cfg.http_port = *http_port;
     uv_check_init(&s->loop, &s->batch_check);

@@ -42,6 +42,8 @@ struct server_config {
     bool repair;                  /* --repair: set corruption aside instead of refusing */
     uint32_t tick_ms;             /* how often time advances in the engines */
     uint64_t snapshot_every;      /* records between background snapshots; 0 = never */
+    uint64_t segment_bytes;       /* log segment size; 0 = SM_WAL_SEGMENT_BYTES_DEFAULT */
+    bool preallocate;             /* zero-filled segments made ahead on a worker thread */
     struct engine_config engine;  /* capacities of every partition */
 };
 

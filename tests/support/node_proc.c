@@ -72,9 +72,10 @@ int node_proc_start(struct node_proc *p, const char *data_dir, const char *const
     argv[n++] = ready;
     /* Small tables and few partitions keep start-up quick under ASan, which zeroes whatever it
      * allocates; a test that wants more says so in flags, which come later and win. */
-    static const char *const small[] = {"--partitions", "4",    "--orders-max",      "8192",
-                                        "--skus-max",   "4096", "--accounts-max",    "4096",
-                                        "--holds-max",  "4096", "--request-ids-max", "20000"};
+    static const char *const small[] = {"--partitions",    "4",      "--orders-max",      "8192",
+                                        "--skus-max",      "4096",   "--accounts-max",    "4096",
+                                        "--holds-max",     "4096",   "--request-ids-max", "20000",
+                                        "--segment-bytes", "1048576"};
     for (size_t i = 0; i < sizeof small / sizeof small[0]; i++)
         argv[n++] = small[i];
     for (int i = 0; flags && flags[i] && n < ARGS_MAX - 1; i++)
