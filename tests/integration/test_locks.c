@@ -11,24 +11,13 @@
 #include <unistd.h>
 
 #include "../support/node_proc.h"
+#include "../support/redis_helpers.h"
 
 static struct node_proc node;
 
 static redisContext *client(void)
 {
-    redisContext *c = redisConnect("127.0.0.1", node.resp_port);
-    cr_assert(c != NULL && c->err == 0, "connect: %s", c ? c->errstr : "no memory");
-    return c;
-}
-
-static redisReply *run(redisContext *c, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    redisReply *r = redisvCommand(c, fmt, ap);
-    va_end(ap);
-    cr_assert_not_null(r, "no reply: %s", c->errstr);
-    return r;
+    return node_proc_client(&node);
 }
 
 /* A map field of a reply (RESP2 flat array); -1 when absent. */
@@ -52,7 +41,7 @@ static const char *status_of(const redisReply *r)
 static long long grab(redisContext *c, const char *rid, const char *session, const char *name,
                       const char *owner)
 {
-    redisReply *r = run(c, "LOCK.ACQUIRE %s %s %s %s", rid, session, name, owner);
+    redisReply *r = node_proc_command(c, "LOCK.ACQUIRE %s %s %s %s", rid, session, name, owner);
     cr_assert_str_eq(status_of(r), "GRANTED");
     long long token = field_of(r, "token");
     freeReplyObject(r);
@@ -61,7 +50,7 @@ static long long grab(redisContext *c, const char *rid, const char *session, con
 
 static long long info(redisContext *c, const char *name, const char *what)
 {
-    redisReply *r = run(c, "LOCK.INFO %s", name);
+    redisReply *r = node_proc_command(c, "LOCK.INFO %s", name);
     long long v = field_of(r, what);
     freeReplyObject(r);
     return v;
@@ -69,7 +58,7 @@ static long long info(redisContext *c, const char *name, const char *what)
 
 static void open_session(redisContext *c, const char *rid, const char *s, const char *ttl)
 {
-    redisReply *r = run(c, "SESSION.OPEN %s %s %s", rid, s, ttl);
+    redisReply *r = node_proc_command(c, "SESSION.OPEN %s %s %s", rid, s, ttl);
     cr_assert_eq(r->type, REDIS_REPLY_INTEGER, "SESSION.OPEN: %s", r->str ? r->str : "");
     freeReplyObject(r);
 }
@@ -89,7 +78,7 @@ Test(locks, blocking_waiters_are_woken_in_order_with_growing_tokens)
     open_session(a, "r1", "sa", "60000");
     open_session(a, "r2", "sb", "60000");
     long long t0 = grab(a, "r3", "sa", "door", "1");
-    redisReply *r = run(b, "LOCK.ACQUIRE r4 sb door 2");
+    redisReply *r = node_proc_command(b, "LOCK.ACQUIRE r4 sb door 2");
     cr_assert_str_eq(status_of(r), "NOT_GRANTED", "a try does not wait");
     freeReplyObject(r);
     /* Two blocked acquires, queued in this order. */
@@ -100,7 +89,7 @@ Test(locks, blocking_waiters_are_woken_in_order_with_growing_tokens)
     redisBufferWrite(w2, &(int){0});
     await_waiters(a, "door", 2);
 
-    r = run(a, "LOCK.RELEASE r7 sa door 1");
+    r = node_proc_command(a, "LOCK.RELEASE r7 sa door 1");
     freeReplyObject(r);
     redisReply *g1;
     cr_assert_eq(redisGetReply(w1, (void **)&g1), REDIS_OK);
@@ -110,14 +99,14 @@ Test(locks, blocking_waiters_are_woken_in_order_with_growing_tokens)
     freeReplyObject(g1);
     cr_assert_eq(info(a, "door", "waiters"), 1, "the second still waits");
 
-    r = run(a, "LOCK.CHECK door %lld", t0);
+    r = node_proc_command(a, "LOCK.CHECK door %lld", t0);
     cr_assert_eq(r->integer, 0, "the old token is stale");
     freeReplyObject(r);
-    r = run(a, "LOCK.CHECK door %lld", t1);
+    r = node_proc_command(a, "LOCK.CHECK door %lld", t1);
     cr_assert_eq(r->integer, 1, "the new token is current");
     freeReplyObject(r);
 
-    r = run(a, "LOCK.RELEASE r8 sb door 10");
+    r = node_proc_command(a, "LOCK.RELEASE r8 sb door 10");
     freeReplyObject(r);
     redisReply *g2;
     cr_assert_eq(redisGetReply(w2, (void **)&g2), REDIS_OK);
@@ -139,7 +128,7 @@ Test(locks, waits_time_out_and_a_vanished_waiter_is_cancelled)
     open_session(a, "r1", "sa", "60000");
     open_session(a, "r2", "sb", "60000");
     grab(a, "r3", "sa", "gate", "1");
-    redisReply *r = run(w, "LOCK.ACQUIRE r4 sb gate 2 WAIT 200");
+    redisReply *r = node_proc_command(w, "LOCK.ACQUIRE r4 sb gate 2 WAIT 200");
     cr_assert_eq(r->type, REDIS_REPLY_ERROR);
     cr_assert(strncmp(r->str, "TIMEOUT", 7) == 0, "got %s", r->str);
     freeReplyObject(r);
@@ -162,11 +151,11 @@ Test(locks, a_silent_session_loses_its_lock_to_the_next_waiter)
     open_session(a, "r1", "short", "300");
     open_session(a, "r2", "long", "60000");
     long long t0 = grab(a, "r3", "short", "res", "1");
-    redisReply *r = run(w, "LOCK.ACQUIRE r4 long res 2 WAIT 10000");
+    redisReply *r = node_proc_command(w, "LOCK.ACQUIRE r4 long res 2 WAIT 10000");
     cr_assert_str_eq(status_of(r), "GRANTED", "granted once the silent session expired");
     cr_assert_gt(field_of(r, "token"), t0);
     freeReplyObject(r);
-    r = run(a, "SESSION.HEARTBEAT r5 short");
+    r = node_proc_command(a, "SESSION.HEARTBEAT r5 short");
     cr_assert_eq(r->type, REDIS_REPLY_ERROR, "an expired session is gone");
     freeReplyObject(r);
     redisFree(a);
@@ -188,7 +177,7 @@ Test(locks, tokens_keep_growing_across_a_restart)
     cr_assert_eq(node_proc_start(&node, data, NULL), 0);
     a = client();
     cr_assert_eq(info(a, "x", "holders"), 1, "the grant survived kill -9");
-    redisReply *r = run(a, "LOCK.RELEASE r3 s x 1");
+    redisReply *r = node_proc_command(a, "LOCK.RELEASE r3 s x 1");
     freeReplyObject(r);
     long long t1 = grab(a, "r4", "s", "x", "1");
     cr_assert_gt(t1, t0);
@@ -204,39 +193,39 @@ Test(locks, semaphores_readers_and_bad_arguments)
     cr_assert_eq(node_proc_start(&node, NULL, NULL), 0);
     redisContext *a = client();
     open_session(a, "r1", "s", "60000");
-    redisReply *r = run(a, "SEM.ACQUIRE r2 s pool 2");
+    redisReply *r = node_proc_command(a, "SEM.ACQUIRE r2 s pool 2");
     cr_assert_str_eq(status_of(r), "GRANTED");
     long long p1 = field_of(r, "permit_id");
     freeReplyObject(r);
-    r = run(a, "SEM.ACQUIRE r3 s pool 2");
+    r = node_proc_command(a, "SEM.ACQUIRE r3 s pool 2");
     cr_assert_str_eq(status_of(r), "GRANTED");
     cr_assert_neq(field_of(r, "permit_id"), p1, "each permit has its own id");
     freeReplyObject(r);
-    r = run(a, "SEM.ACQUIRE r4 s pool 2");
+    r = node_proc_command(a, "SEM.ACQUIRE r4 s pool 2");
     cr_assert_str_eq(status_of(r), "NOT_GRANTED", "two permits only");
     freeReplyObject(r);
-    r = run(a, "SEM.RELEASE r5 s pool %lld", p1);
+    r = node_proc_command(a, "SEM.RELEASE r5 s pool %lld", p1);
     cr_assert_neq(r->type, REDIS_REPLY_ERROR);
     freeReplyObject(r);
-    r = run(a, "RWLOCK.ACQUIRE r6 s book 1 READ");
+    r = node_proc_command(a, "RWLOCK.ACQUIRE r6 s book 1 READ");
     cr_assert_str_eq(status_of(r), "GRANTED");
     freeReplyObject(r);
-    r = run(a, "RWLOCK.ACQUIRE r7 s book 2 READ");
+    r = node_proc_command(a, "RWLOCK.ACQUIRE r7 s book 2 READ");
     cr_assert_str_eq(status_of(r), "GRANTED", "readers share");
     freeReplyObject(r);
-    r = run(a, "RWLOCK.ACQUIRE r8 s book 3 WRITE");
+    r = node_proc_command(a, "RWLOCK.ACQUIRE r8 s book 3 WRITE");
     cr_assert_str_eq(status_of(r), "NOT_GRANTED");
     freeReplyObject(r);
-    r = run(a, "RWLOCK.ACQUIRE r9 s book 3 MAYBE");
+    r = node_proc_command(a, "RWLOCK.ACQUIRE r9 s book 3 MAYBE");
     cr_assert(r->type == REDIS_REPLY_ERROR && strncmp(r->str, "BADARG say READ", 15) == 0);
     freeReplyObject(r);
-    r = run(a, "LOCK.ACQUIRE r10 s door someone");
+    r = node_proc_command(a, "LOCK.ACQUIRE r10 s door someone");
     cr_assert(r->type == REDIS_REPLY_ERROR && strncmp(r->str, "BADARG owner", 12) == 0);
     freeReplyObject(r);
-    r = run(a, "LOCK.ACQUIRE r11 nosuch door 1");
+    r = node_proc_command(a, "LOCK.ACQUIRE r11 nosuch door 1");
     cr_assert_eq(r->type, REDIS_REPLY_ERROR, "no such session");
     freeReplyObject(r);
-    r = run(a, "LOCK.RELEASE r12 s door 1");
+    r = node_proc_command(a, "LOCK.RELEASE r12 s door 1");
     cr_assert_eq(r->type, REDIS_REPLY_ERROR, "releasing what is not held");
     freeReplyObject(r);
     redisFree(a);

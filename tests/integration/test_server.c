@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "../support/node_proc.h"
+#include "../support/redis_helpers.h"
 
 static struct node_proc node;
 
@@ -28,24 +29,12 @@ static void stop(void)
 
 static redisContext *client(void)
 {
-    redisContext *c = redisConnect("127.0.0.1", node.resp_port);
-    cr_assert(c != NULL && c->err == 0, "connect: %s", c ? c->errstr : "no memory");
-    return c;
-}
-
-static redisReply *cmd(redisContext *c, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    redisReply *r = redisvCommand(c, fmt, ap);
-    va_end(ap);
-    cr_assert_not_null(r, "no reply: %s", c->errstr);
-    return r;
+    return node_proc_client(&node);
 }
 
 static void expect_status(redisContext *c, const char *want, const char *fmt)
 {
-    redisReply *r = cmd(c, fmt);
+    redisReply *r = node_proc_command(c, fmt);
     cr_assert(r->type == REDIS_REPLY_STATUS || r->type == REDIS_REPLY_STRING, "type %d", r->type);
     cr_assert_str_eq(r->str, want);
     freeReplyObject(r);
@@ -53,7 +42,7 @@ static void expect_status(redisContext *c, const char *want, const char *fmt)
 
 static void expect_error_prefix(redisContext *c, const char *prefix, const char *fmt)
 {
-    redisReply *r = cmd(c, fmt);
+    redisReply *r = node_proc_command(c, fmt);
     cr_assert_eq(r->type, REDIS_REPLY_ERROR, "expected an error for %s", fmt);
     cr_assert(strncmp(r->str, prefix, strlen(prefix)) == 0, "got '%s'", r->str);
     freeReplyObject(r);
@@ -75,7 +64,7 @@ Test(server, ping_echo_and_errors)
     redisContext *c = client();
     expect_status(c, "PONG", "PING");
     expect_status(c, "hello-world", "ECHO hello-world");
-    redisReply *r = cmd(c, "ECHO %b", "a\0b", (size_t)3);
+    redisReply *r = node_proc_command(c, "ECHO %b", "a\0b", (size_t)3);
     cr_assert_eq(r->len, 3);
     cr_assert(memcmp(r->str, "a\0b", 3) == 0, "binary-safe bulk");
     freeReplyObject(r);
@@ -86,16 +75,16 @@ Test(server, ping_echo_and_errors)
     expect_status(c, "OK", "CLIENT SETNAME tester");
     expect_status(c, "tester", "CLIENT GETNAME");
     expect_error_prefix(c, "ERR Client names cannot contain spaces", "CLIENT SETNAME a\tb");
-    r = cmd(c, "CONFIG GET appendonly");
+    r = node_proc_command(c, "CONFIG GET appendonly");
     cr_assert_eq(r->type, REDIS_REPLY_ARRAY);
     cr_assert_eq(r->elements, 2);
     cr_assert_str_eq(r->element[1]->str, "yes");
     freeReplyObject(r);
-    r = cmd(c, "COMMAND COUNT");
+    r = node_proc_command(c, "COMMAND COUNT");
     cr_assert_eq(r->type, REDIS_REPLY_INTEGER);
     cr_assert_gt(r->integer, 5);
     freeReplyObject(r);
-    r = cmd(c, "INFO");
+    r = node_proc_command(c, "INFO");
     cr_assert(strstr(r->str, "shardmart_version:") != NULL);
     freeReplyObject(r);
     expect_status(c, "OK", "QUIT");

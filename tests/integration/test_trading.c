@@ -11,24 +11,13 @@
 #include <unistd.h>
 
 #include "../support/node_proc.h"
+#include "../support/redis_helpers.h"
 
 static struct node_proc node;
 
 static redisContext *client(void)
 {
-    redisContext *c = redisConnect("127.0.0.1", node.resp_port);
-    cr_assert(c != NULL && c->err == 0, "connect: %s", c ? c->errstr : "no memory");
-    return c;
-}
-
-static redisReply *run(redisContext *c, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    redisReply *r = redisvCommand(c, fmt, ap);
-    va_end(ap);
-    cr_assert_not_null(r, "no reply: %s", c->errstr);
-    return r;
+    return node_proc_client(&node);
 }
 
 static void expect_ok(redisContext *c, const char *fmt, ...)
@@ -58,7 +47,7 @@ static void expect_err(redisContext *c, const char *prefix, const char *fmt, ...
 /* A field of a map reply (RESP2: a flat array of name, value). */
 static long long field(redisContext *c, const char *cmd, const char *key, const char *name)
 {
-    redisReply *r = run(c, "%s %s", cmd, key);
+    redisReply *r = node_proc_command(c, "%s %s", cmd, key);
     cr_assert_eq(r->type, REDIS_REPLY_ARRAY, "%s %s: type %d %s", cmd, key, r->type,
                  r->type == REDIS_REPLY_ERROR ? r->str : "");
     for (size_t i = 0; i + 1 < r->elements; i += 2) {
@@ -76,7 +65,7 @@ static long long field(redisContext *c, const char *cmd, const char *key, const 
 static char *field_str(redisContext *c, const char *cmd, const char *key, const char *name)
 {
     static char buf[64];
-    redisReply *r = run(c, "%s %s", cmd, key);
+    redisReply *r = node_proc_command(c, "%s %s", cmd, key);
     cr_assert_eq(r->type, REDIS_REPLY_ARRAY);
     for (size_t i = 0; i + 1 < r->elements; i += 2) {
         if (strcmp(r->element[i]->str, name) == 0) {
@@ -92,7 +81,7 @@ static char *field_str(redisContext *c, const char *cmd, const char *key, const 
 static void place(redisContext *c, const char *rid, const char *user, const char *ttl,
                   const char *sku, const char *qty, char *id_out)
 {
-    redisReply *r = run(c, "ORDER.PLACE %s %s %s %s %s", rid, user, ttl, sku, qty);
+    redisReply *r = node_proc_command(c, "ORDER.PLACE %s %s %s %s %s", rid, user, ttl, sku, qty);
     cr_assert_eq(r->type, REDIS_REPLY_STRING, "ORDER.PLACE %s: %s", rid,
                  r->type == REDIS_REPLY_ERROR ? r->str : "?");
     snprintf(id_out, 64, "%s", r->str);
@@ -166,7 +155,7 @@ Test(trading, payment_moves_money_when_everything_shares_a_partition)
     expect_ok(c, "STOCK.CREATE r1 book 10 PRICE 2500");
     expect_ok(c, "ACCOUNT.OPEN r2 buyer");
     expect_ok(c, "ACCOUNT.OPEN r3 shop");
-    redisReply *r = run(c, "ACCOUNT.DEPOSIT r4 buyer 4000");
+    redisReply *r = node_proc_command(c, "ACCOUNT.DEPOSIT r4 buyer 4000");
     cr_assert_eq(r->type, REDIS_REPLY_INTEGER);
     freeReplyObject(r);
     char a[64], b[64];
@@ -245,7 +234,7 @@ Test(trading, acknowledged_writes_survive_restart_and_kill_9)
                  "every acknowledged order survived kill -9");
     cr_assert_eq(field(c, "STOCK.GET", "phone", "available"), 500);
     /* A retry of an acknowledged order after the crash is recognised, not sold twice. */
-    redisReply *r = run(c, "ORDER.PLACE rid-499 user-499 600000 phone 1");
+    redisReply *r = node_proc_command(c, "ORDER.PLACE rid-499 user-499 600000 phone 1");
     cr_assert_eq(r->type, REDIS_REPLY_STRING);
     freeReplyObject(r);
     cr_assert_eq(field(c, "STOCK.GET", "phone", "reserved"), 500);
