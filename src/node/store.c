@@ -66,7 +66,7 @@ static void forward_events(struct store *s, const struct engine_output *out)
 static void apply_all(struct store *s, uint64_t index, int64_t now_ms, const uint8_t *rec,
                       size_t len, struct engine_output *out)
 {
-    struct engine_reply first;
+    struct engine_reply first = {0};
     for (uint32_t p = 0; p < s->partitions; p++) {
         engine_apply(&s->engines[p], index, now_ms, rec, len, out);
         forward_events(s, out);
