@@ -602,23 +602,29 @@ static void flush_work(uv_work_t *w)
     s->flush_result = rc < 0 ? rc : 0;
 }
 
+/* After a failed write or fsync nothing more may be acknowledged: the replies held for this
+ * batch are dropped with their connections, and the log refuses every later write (it is
+ * poisoned) until the node restarts and recovers from what is really on disk. */
+static void drop_held(struct server *s, int err)
+{
+    fprintf(stderr, "shardmart: the log failed (%s); refusing writes until restart\n",
+            err < 0 && err > -4096 ? strerror(-err) : sm_strerror(err));
+    for (struct conn *c = s->held, *next; c; c = next) {
+        next = c->next_held;
+        conn_close(c);
+    }
+    s->held = NULL;
+}
+
 static void flush_after(uv_work_t *w, int status)
 {
     struct server *s = w->data;
     s->flushing = false;
-    int rc = wal_flush_done(&s->store.wal, status < 0 ? status : s->flush_result);
+    int result = status < 0 ? status : s->flush_result;
+    int rc = wal_flush_done(&s->store.wal, result);
     server_metrics_fsync(&s->metrics, uv_hrtime() - s->flush_started_ns);
     if (rc != 0) {
-        /* After a failed write or fsync nothing more may be acknowledged: the replies held for
-         * this batch are dropped with their connections, and the node refuses writes until it
-         * is restarted and recovers from what is really on disk. */
-        fprintf(stderr, "shardmart: the log failed (%s); refusing writes until restart\n",
-                uv_strerror(s->flush_result < 0 ? s->flush_result : status));
-        for (struct conn *c = s->held, *next; c; c = next) {
-            next = c->next_held;
-            conn_close(c);
-        }
-        s->held = NULL;
+        drop_held(s, result < 0 ? result : rc);
         return;
     }
     if (wal_index_acked(&s->store.wal) < s->batch_index_last) {
@@ -648,9 +654,7 @@ static void flush_start(struct server *s)
     }
     int rc = wal_flush_begin(&s->store.wal, sync, &s->flush);
     if (rc != 0) {
-        s->flush_result = rc;
-        s->flush_work.data = s;
-        flush_after(&s->flush_work, SM_E_IO);
+        drop_held(s, rc); /* the log is already poisoned: no flush to finish */
         return;
     }
     s->flushing = true;
