@@ -339,7 +339,9 @@ Test(server, bad_flags_exit_2_with_a_reason)
         {"start", "--maxclients", "0", NULL},   {"start", "--port", "70000", NULL},
         {"start", "--output-max", "12", NULL},  {"start", "--partitions", "65537", NULL},
         {"start", "--pipeline-max", "x", NULL}, {"start", "--bogus", "1", NULL},
-        {"start", "--data", NULL, NULL},
+        {"start", "--data", NULL, NULL},        {"start", "--fsync", "sometimes", NULL},
+        {"start", "--fsync", "every:0", NULL},  {"start", "--segment-bytes", "12", NULL},
+        {"start", "--tick-ms", "0", NULL},      {"start", "--snapshot-every", "-1", NULL},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         cr_assert_eq(node_proc_run(cases[i], out, sizeof out), 2, "case %zu", i);

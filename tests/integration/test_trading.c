@@ -336,3 +336,37 @@ Test(trading, background_snapshots_bound_recovery)
     snprintf(cmd, sizeof cmd, "rm -rf %s", keep);
     cr_assert_eq(system(cmd), 0);
 }
+
+Test(trading, fsync_modes_serve_and_keep_what_a_clean_stop_flushed)
+{
+    const char *modes[] = {"every:5", "never", "always"};
+    for (int m = 0; m < 3; m++) {
+        const char *flags[] = {"--fsync", modes[m], "--no-preallocate", NULL};
+        cr_assert_eq(node_proc_start(&node, NULL, flags), 0, "--fsync %s", modes[m]);
+        char data[300], keep[256];
+        snprintf(data, sizeof data, "%s", node.data_dir);
+        snprintf(keep, sizeof keep, "%s", node.dir);
+        redisContext *c = client();
+        expect_ok(c, "STOCK.CREATE r1 mug 100");
+        sell(c, "mug", 40, 0);
+        redisFree(c);
+        cr_assert_eq(node_proc_stop(&node, true), 0);
+        char out_path[400], line[256];
+        snprintf(out_path, sizeof out_path, "%s/out", keep);
+        FILE *f = fopen(out_path, "r");
+        cr_assert_not_null(f);
+        bool warned = false;
+        while (fgets(line, sizeof line, f))
+            warned |= strstr(line, "WARNING: --fsync never") != NULL;
+        fclose(f);
+        cr_assert_eq(warned, m == 1, "--fsync never says so loudly, the others do not");
+        cr_assert_eq(node_proc_start(&node, data, flags), 0);
+        c = client();
+        cr_assert_eq(field(c, "STOCK.GET", "mug", "reserved"), 40, "--fsync %s", modes[m]);
+        redisFree(c);
+        cr_assert_eq(node_proc_stop(&node, false), 0);
+        char cmd[300];
+        snprintf(cmd, sizeof cmd, "rm -rf %s", keep);
+        cr_assert_eq(system(cmd), 0);
+    }
+}
