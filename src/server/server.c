@@ -32,6 +32,7 @@
 #include "node/store.h"
 #include "proto/http.h"
 #include "proto/resp.h"
+#include "server/http_api.h"
 #include "server/metrics.h"
 #include "util/buf.h"
 #include "util/error.h"
@@ -470,8 +471,18 @@ static bool conn_run_http(struct conn *c)
             conn_pause_reading(c);
             break;
         }
+        int done = server_http_api_path(s->http_request)
+                       ? server_http_api(&s->node, &c->client, s->http_request, &c->out)
+                       : server_http_handle(&s->node, &s->metrics, s->http_request, &c->out);
+        if (done == SM_E_BUSY) {
+            /* The batch's log buffer is full: parse this request again next batch. */
+            http_parser_init(c->http);
+            conn_consume(c, used);
+            return true;
+        }
         used += (size_t)rc;
-        if (server_http_handle(&s->node, &s->metrics, s->http_request, &c->out) != 0) {
+        s->metrics.requests++;
+        if (done != 0) {
             conn_close(c);
             return false;
         }
@@ -627,7 +638,10 @@ static void flush_after(uv_work_t *w, int status)
         drop_held(s, result < 0 ? result : rc);
         return;
     }
-    if (wal_index_acked(&s->store.wal) < s->batch_index_last) {
+    /* --fsync every:<ms> releases a batch once it is written, the others once it is durable. */
+    uint64_t done_index = s->cfg->sync_mode == WAL_SYNC_EVERY ? s->store.wal.index_written
+                                                              : wal_index_acked(&s->store.wal);
+    if (done_index < s->batch_index_last) {
         flush_start(s); /* the batch crossed a segment boundary: write the rest */
         return;
     }

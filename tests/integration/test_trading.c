@@ -370,3 +370,60 @@ Test(trading, fsync_modes_serve_and_keep_what_a_clean_stop_flushed)
         cr_assert_eq(system(cmd), 0);
     }
 }
+
+/* One HTTP/1.0 request; returns the status and copies the body (NUL-terminated). */
+static int http(const char *method, const char *path, const char *body, const char *auth, char *out,
+                size_t cap)
+{
+    int fd = node_proc_connect(node.http_port, 5000);
+    cr_assert_geq(fd, 0);
+    char req[2048];
+    int len = snprintf(req, sizeof req, "%s %s HTTP/1.0\r\n%s%s%sContent-Length: %zu\r\n\r\n%s",
+                       method, path, auth ? "Authorization: Bearer " : "", auth ? auth : "",
+                       auth ? "\r\n" : "", body ? strlen(body) : 0, body ? body : "");
+    cr_assert(node_proc_send(fd, req, (size_t)len));
+    char resp[8192];
+    size_t got = node_proc_recv(fd, resp, sizeof resp - 1);
+    close(fd);
+    resp[got] = '\0';
+    int status = 0;
+    cr_assert_eq(sscanf(resp, "HTTP/1.1 %d", &status), 1, "got: %s", resp);
+    const char *b = strstr(resp, "\r\n\r\n");
+    snprintf(out, cap, "%s", b ? b + 4 : "");
+    return status;
+}
+
+Test(trading, json_api_runs_commands_and_reads)
+{
+    const char *flags[] = {"--requirepass", "pw", NULL};
+    cr_assert_eq(node_proc_start(&node, NULL, flags), 0);
+    char body[4096];
+    cr_assert_eq(http("GET", "/api/stock/tv", NULL, NULL, body, sizeof body), 401);
+    cr_assert_eq(http("GET", "/api/stock/tv", NULL, "wrong", body, sizeof body), 401);
+    cr_assert_eq(http("POST", "/api/command", "[\"STOCK.CREATE\",\"r1\",\"tv\",\"2\"]", "pw", body,
+                      sizeof body),
+                 200);
+    cr_assert_str_eq(body, "\"OK\"");
+    cr_assert_eq(http("POST", "/api/command",
+                      "[\"ORDER.PLACE\",\"r2\",\"alice\",\"60000\",\"tv\",\"2\"]", "pw", body,
+                      sizeof body),
+                 200);
+    char id[64], path[128];
+    cr_assert_eq(sscanf(body, "\"%63[^\"]\"", id), 1, "got %s", body);
+    snprintf(path, sizeof path, "/api/orders/%s", id);
+    cr_assert_eq(http("GET", path, NULL, "pw", body, sizeof body), 200);
+    cr_assert(strstr(body, "\"state\":\"RESERVED\"") != NULL, "got %s", body);
+    cr_assert_eq(http("GET", "/api/stock/tv", NULL, "pw", body, sizeof body), 200);
+    cr_assert(strstr(body, "\"reserved\":2") != NULL, "got %s", body);
+    cr_assert_eq(http("POST", "/api/command",
+                      "[\"ORDER.PLACE\",\"r3\",\"bob\",\"60000\",\"tv\",\"1\"]", "pw", body,
+                      sizeof body),
+                 409);
+    cr_assert(strstr(body, "\"error\":\"SOLDOUT\"") != NULL, "got %s", body);
+    cr_assert_eq(http("GET", "/api/stock/nope", NULL, "pw", body, sizeof body), 404);
+    cr_assert_eq(http("POST", "/api/command", "{\"not\":\"an array\"}", "pw", body, sizeof body),
+                 400);
+    cr_assert_eq(http("POST", "/api/command", "[1,2]", "pw", body, sizeof body), 400);
+    cr_assert_eq(http("GET", "/api/nothing", NULL, "pw", body, sizeof body), 404);
+    cr_assert_eq(node_proc_stop(&node, false), 0);
+}
