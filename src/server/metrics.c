@@ -123,7 +123,8 @@ static void render_metrics(const struct node *n, const struct server_metrics *m,
                "Connections refused over --maxclients.", m->connections_rejected);
     put_metric(w, "shardmart_connections_timed_out_total", "counter",
                "Connections closed by --idle-timeout-ms.", m->connections_timed_out);
-    put_metric(w, "shardmart_requests_total", "counter", "Requests executed (RESP and HTTP).", m->requests);
+    put_metric(w, "shardmart_requests_total", "counter", "Requests executed (RESP and HTTP).",
+               m->requests);
     put_metric(w, "shardmart_unknown_commands_total", "counter", "Requests naming no command.",
                n->unknown_commands);
     put_metric(w, "shardmart_protocol_errors_total", "counter",
