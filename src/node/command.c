@@ -39,16 +39,16 @@ static int cmd_info(struct node *n, struct node_client *c, const struct resp_req
                     struct resp_encoder *out);
 
 static const struct command commands[] = {
-    {"PING", -1, CMD_READONLY, cmd_ping},
-    {"ECHO", 2, CMD_READONLY, cmd_echo},
-    {"HELLO", -1, CMD_NOAUTH | CMD_READONLY, cmd_hello},
-    {"AUTH", -2, CMD_NOAUTH | CMD_READONLY, cmd_auth},
-    {"QUIT", -1, CMD_NOAUTH | CMD_READONLY, cmd_quit},
-    {"SELECT", 2, CMD_READONLY, cmd_select},
-    {"CLIENT", -2, CMD_READONLY, cmd_client},
-    {"COMMAND", -1, CMD_READONLY, cmd_command},
-    {"CONFIG", -2, CMD_READONLY | CMD_ADMIN, cmd_config},
-    {"INFO", -1, CMD_READONLY, cmd_info},
+    {"PING", -1, CMD_READONLY, cmd_ping, NULL, 0},
+    {"ECHO", 2, CMD_READONLY, cmd_echo, NULL, 0},
+    {"HELLO", -1, CMD_NOAUTH | CMD_READONLY, cmd_hello, NULL, 0},
+    {"AUTH", -2, CMD_NOAUTH | CMD_READONLY, cmd_auth, NULL, 0},
+    {"QUIT", -1, CMD_NOAUTH | CMD_READONLY, cmd_quit, NULL, 0},
+    {"SELECT", 2, CMD_READONLY, cmd_select, NULL, 0},
+    {"CLIENT", -2, CMD_READONLY, cmd_client, NULL, 0},
+    {"COMMAND", -1, CMD_READONLY, cmd_command, NULL, 0},
+    {"CONFIG", -2, CMD_READONLY | CMD_ADMIN, cmd_config, NULL, 0},
+    {"INFO", -1, CMD_READONLY, cmd_info, NULL, 0},
 };
 
 #define CONN_COMMANDS_COUNT ((uint32_t)(sizeof commands / sizeof commands[0]))
@@ -166,7 +166,7 @@ int node_execute(struct node *n, struct node_client *c, const struct resp_reques
         return resp_put_error(out, "ERR", msg);
     }
     size_t before = out->w->len;
-    int rc = cmd->fn(n, c, req, out);
+    int rc = cmd->fn ? cmd->fn(n, c, req, out) : cmd->typed_fn(n, req, out, cmd->type);
     if (rc == SM_E_BUSY) {
         st->calls--; /* not run: it runs again in the next batch and is counted then */
         return rc;

@@ -22,11 +22,17 @@ enum command_flags {
 typedef int (*command_fn)(struct node *n, struct node_client *c, const struct resp_request *req,
                           struct resp_encoder *out);
 
+/* A handler shared by several commands that differ only in the engine command they run. */
+typedef int (*command_typed_fn)(struct node *n, const struct resp_request *req,
+                                struct resp_encoder *out, int type);
+
 struct command {
     const char *name; /* upper case, as COMMAND lists it */
     int arity;        /* N > 0: exactly N words with the name; -N: at least N */
     uint32_t flags;
-    command_fn fn;
+    command_fn fn;             /* the handler, or NULL when typed_fn is used */
+    command_typed_fn typed_fn; /* called with `type` (an enum engine_cmd_type) */
+    int type;
 };
 
 /* Argument checks and replies shared by the command files (trade.c). Each check returns 0 when

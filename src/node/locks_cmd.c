@@ -98,10 +98,13 @@ static int run(struct node *n, const struct engine_cmd *cmd, bool all, uint32_t 
 
 /* ---- sessions ------------------------------------------------------------------------------ */
 
+/* SESSION.OPEN <rid> <session> <ttl_ms> -> lease expiry (ms of cluster time);
+ * SESSION.HEARTBEAT <rid> <session> -> new expiry;
+ * SESSION.CLOSE <rid> <session>: releases everything it holds, cancels its waits */
 static int session_cmd(struct node *n, const struct resp_request *req, struct resp_encoder *out,
-                       enum engine_cmd_type type)
+                       int type)
 {
-    struct engine_cmd cmd = {.type = type};
+    struct engine_cmd cmd = {.type = (enum engine_cmd_type)type};
     int rc = node_preflight(n, true, out);
     rc = rc ? rc : node_check_key(req->argv[1], "request id", out, &cmd.request_id);
     rc = rc ? rc : node_check_key(req->argv[2], "session", out, &cmd.key);
@@ -112,27 +115,6 @@ static int session_cmd(struct node *n, const struct resp_request *req, struct re
     if (rc)
         return done(rc);
     return node_put_reply(out, &o->reply);
-}
-
-/* SESSION.OPEN <rid> <session> <ttl_ms> -> lease expiry (ms of cluster time) */
-HANDLER(session_open)
-{
-    (void)c;
-    return session_cmd(n, req, out, ENGINE_LOCK_SESSION_OPEN);
-}
-
-/* SESSION.HEARTBEAT <rid> <session> -> new expiry */
-HANDLER(session_heartbeat)
-{
-    (void)c;
-    return session_cmd(n, req, out, ENGINE_LOCK_HEARTBEAT);
-}
-
-/* SESSION.CLOSE <rid> <session>: releases everything it holds, cancels its waits */
-HANDLER(session_close)
-{
-    (void)c;
-    return session_cmd(n, req, out, ENGINE_LOCK_SESSION_CLOSE);
 }
 
 /* ---- acquire ------------------------------------------------------------------------------- */
@@ -330,19 +312,19 @@ HANDLER(lock_info)
 }
 
 const struct command lock_commands[] = {
-    {"SESSION.OPEN", 4, CMD_WRITE, session_open},
-    {"SESSION.HEARTBEAT", 3, CMD_WRITE, session_heartbeat},
-    {"SESSION.CLOSE", 3, CMD_WRITE, session_close},
-    {"LOCK.ACQUIRE", -5, CMD_WRITE, lock_acquire},
-    {"LOCK.RELEASE", 5, CMD_WRITE, lock_release},
-    {"LOCK.RENEW", 6, CMD_WRITE, lock_renew},
-    {"LOCK.CHECK", 3, CMD_READONLY, lock_check},
-    {"LOCK.INFO", 2, CMD_READONLY, lock_info},
-    {"RWLOCK.ACQUIRE", -6, CMD_WRITE, rwlock_acquire},
-    {"RWLOCK.RELEASE", 5, CMD_WRITE, lock_release},
-    {"SEM.ACQUIRE", -5, CMD_WRITE, sem_acquire},
-    {"SEM.RELEASE", 5, CMD_WRITE, sem_release},
-    {"SEM.RENEW", 6, CMD_WRITE, sem_renew},
+    {"SESSION.OPEN", 4, CMD_WRITE, NULL, session_cmd, ENGINE_LOCK_SESSION_OPEN},
+    {"SESSION.HEARTBEAT", 3, CMD_WRITE, NULL, session_cmd, ENGINE_LOCK_HEARTBEAT},
+    {"SESSION.CLOSE", 3, CMD_WRITE, NULL, session_cmd, ENGINE_LOCK_SESSION_CLOSE},
+    {"LOCK.ACQUIRE", -5, CMD_WRITE, lock_acquire, NULL, 0},
+    {"LOCK.RELEASE", 5, CMD_WRITE, lock_release, NULL, 0},
+    {"LOCK.RENEW", 6, CMD_WRITE, lock_renew, NULL, 0},
+    {"LOCK.CHECK", 3, CMD_READONLY, lock_check, NULL, 0},
+    {"LOCK.INFO", 2, CMD_READONLY, lock_info, NULL, 0},
+    {"RWLOCK.ACQUIRE", -6, CMD_WRITE, rwlock_acquire, NULL, 0},
+    {"RWLOCK.RELEASE", 5, CMD_WRITE, lock_release, NULL, 0},
+    {"SEM.ACQUIRE", -5, CMD_WRITE, sem_acquire, NULL, 0},
+    {"SEM.RELEASE", 5, CMD_WRITE, sem_release, NULL, 0},
+    {"SEM.RENEW", 6, CMD_WRITE, sem_renew, NULL, 0},
 };
 
 const uint32_t lock_commands_count = sizeof lock_commands / sizeof lock_commands[0];

@@ -263,9 +263,9 @@ HANDLER(stock_create)
 
 /* STOCK.RESTOCK|STOCK.ADJUST <rid> <sku> <quantity> */
 static int stock_change(struct node *n, const struct resp_request *req, struct resp_encoder *out,
-                        enum engine_cmd_type type)
+                        int type)
 {
-    struct engine_cmd cmd = {.type = type};
+    struct engine_cmd cmd = {.type = (enum engine_cmd_type)type};
     int rc = node_preflight(n, true, out);
     rc = rc ? rc : id_and_key(req, "sku", out, &cmd);
     rc = rc ? rc : node_check_int(req->argv[3], "quantity", 1, INT64_MAX / 4, out, &cmd.num);
@@ -274,23 +274,11 @@ static int stock_change(struct node *n, const struct resp_request *req, struct r
     return mutate(n, store_partition(n->store, cmd.key.ptr, cmd.key.len), &cmd, out);
 }
 
-HANDLER(stock_restock)
-{
-    (void)c;
-    return stock_change(n, req, out, ENGINE_SKU_RESTOCK);
-}
-
-HANDLER(stock_adjust)
-{
-    (void)c;
-    return stock_change(n, req, out, ENGINE_SKU_ADJUST);
-}
-
 /* A read of one key: STOCK.GET <sku>, HOLD.GET <txid>, ACCOUNT.GET <account>. */
 static int read_key(struct node *n, const struct resp_request *req, struct resp_encoder *out,
                     enum engine_cmd_type type, const char *what)
 {
-    struct engine_cmd cmd = {.type = type};
+    struct engine_cmd cmd = {.type = (enum engine_cmd_type)type};
     int rc = node_preflight(n, false, out);
     rc = rc ? rc : node_check_key(req->argv[1], what, out, &cmd.key);
     if (rc)
@@ -394,24 +382,11 @@ HANDLER(order_payext)
     return order_verb(n, req, out, &cmd);
 }
 
-HANDLER(order_cancel)
+/* ORDER.CANCEL|ORDER.SHIP|ORDER.COMPLETE <rid> <order> */
+static int order_transition(struct node *n, const struct resp_request *req,
+                            struct resp_encoder *out, int type)
 {
-    (void)c;
-    struct engine_cmd cmd = {.type = ENGINE_ORDER_CANCEL};
-    return order_verb(n, req, out, &cmd);
-}
-
-HANDLER(order_ship)
-{
-    (void)c;
-    struct engine_cmd cmd = {.type = ENGINE_ORDER_SHIP};
-    return order_verb(n, req, out, &cmd);
-}
-
-HANDLER(order_complete)
-{
-    (void)c;
-    struct engine_cmd cmd = {.type = ENGINE_ORDER_COMPLETE};
+    struct engine_cmd cmd = {.type = (enum engine_cmd_type)type};
     return order_verb(n, req, out, &cmd);
 }
 
@@ -461,9 +436,9 @@ HANDLER(hold_prepare)
 /* HOLD.COMMIT|HOLD.ABORT <rid> <txid> <sku>: a SKU of the hold names its partition (an unknown
  * txid is remembered as aborted there, so a late prepare fails). */
 static int hold_decide(struct node *n, const struct resp_request *req, struct resp_encoder *out,
-                       enum engine_cmd_type type)
+                       int type)
 {
-    struct engine_cmd cmd = {.type = type};
+    struct engine_cmd cmd = {.type = (enum engine_cmd_type)type};
     struct engine_key sku;
     int rc = node_preflight(n, true, out);
     rc = rc ? rc : id_and_key(req, "txid", out, &cmd);
@@ -471,18 +446,6 @@ static int hold_decide(struct node *n, const struct resp_request *req, struct re
     if (rc)
         return rc < 0 ? rc : 0;
     return mutate(n, store_partition(n->store, sku.ptr, sku.len), &cmd, out);
-}
-
-HANDLER(hold_commit)
-{
-    (void)c;
-    return hold_decide(n, req, out, ENGINE_HOLD_COMMIT);
-}
-
-HANDLER(hold_abort)
-{
-    (void)c;
-    return hold_decide(n, req, out, ENGINE_HOLD_ABORT);
 }
 
 /* HOLD.GET <txid> <sku> */
@@ -520,27 +483,15 @@ HANDLER(account_open)
 
 /* ACCOUNT.DEPOSIT|ACCOUNT.WITHDRAW <rid> <account> <cents> */
 static int account_change(struct node *n, const struct resp_request *req, struct resp_encoder *out,
-                          enum engine_cmd_type type)
+                          int type)
 {
-    struct engine_cmd cmd = {.type = type};
+    struct engine_cmd cmd = {.type = (enum engine_cmd_type)type};
     int rc = node_preflight(n, true, out);
     rc = rc ? rc : id_and_key(req, "account", out, &cmd);
     rc = rc ? rc : node_check_int(req->argv[3], "amount", 1, INT64_MAX, out, &cmd.num);
     if (rc)
         return rc < 0 ? rc : 0;
     return mutate(n, store_partition(n->store, cmd.key.ptr, cmd.key.len), &cmd, out);
-}
-
-HANDLER(account_deposit)
-{
-    (void)c;
-    return account_change(n, req, out, ENGINE_ACCOUNT_DEPOSIT);
-}
-
-HANDLER(account_withdraw)
-{
-    (void)c;
-    return account_change(n, req, out, ENGINE_ACCOUNT_WITHDRAW);
 }
 
 /* ACCOUNT.TRANSFER <rid> <from> <to> <cents> */
@@ -574,27 +525,27 @@ HANDLER(account_get)
 }
 
 const struct command trade_commands[] = {
-    {"STOCK.CREATE", -4, CMD_WRITE, stock_create},
-    {"STOCK.RESTOCK", 4, CMD_WRITE, stock_restock},
-    {"STOCK.ADJUST", 4, CMD_WRITE, stock_adjust},
-    {"STOCK.GET", 2, CMD_READONLY, stock_get},
-    {"ORDER.PLACE", -6, CMD_WRITE, order_place},
-    {"ORDER.PAY", 5, CMD_WRITE, order_pay},
-    {"ORDER.PAYEXT", 4, CMD_WRITE, order_payext},
-    {"ORDER.CANCEL", 3, CMD_WRITE, order_cancel},
-    {"ORDER.SHIP", 3, CMD_WRITE, order_ship},
-    {"ORDER.COMPLETE", 3, CMD_WRITE, order_complete},
-    {"ORDER.REFUND", 4, CMD_WRITE, order_refund},
-    {"ORDER.GET", 2, CMD_READONLY, order_get},
-    {"HOLD.PREPARE", -6, CMD_WRITE | CMD_ADMIN, hold_prepare},
-    {"HOLD.COMMIT", 4, CMD_WRITE | CMD_ADMIN, hold_commit},
-    {"HOLD.ABORT", 4, CMD_WRITE | CMD_ADMIN, hold_abort},
-    {"HOLD.GET", 3, CMD_READONLY | CMD_ADMIN, hold_get},
-    {"ACCOUNT.OPEN", -3, CMD_WRITE, account_open},
-    {"ACCOUNT.DEPOSIT", 4, CMD_WRITE, account_deposit},
-    {"ACCOUNT.WITHDRAW", 4, CMD_WRITE, account_withdraw},
-    {"ACCOUNT.TRANSFER", 5, CMD_WRITE, account_transfer},
-    {"ACCOUNT.GET", 2, CMD_READONLY, account_get},
+    {"STOCK.CREATE", -4, CMD_WRITE, stock_create, NULL, 0},
+    {"STOCK.RESTOCK", 4, CMD_WRITE, NULL, stock_change, ENGINE_SKU_RESTOCK},
+    {"STOCK.ADJUST", 4, CMD_WRITE, NULL, stock_change, ENGINE_SKU_ADJUST},
+    {"STOCK.GET", 2, CMD_READONLY, stock_get, NULL, 0},
+    {"ORDER.PLACE", -6, CMD_WRITE, order_place, NULL, 0},
+    {"ORDER.PAY", 5, CMD_WRITE, order_pay, NULL, 0},
+    {"ORDER.PAYEXT", 4, CMD_WRITE, order_payext, NULL, 0},
+    {"ORDER.CANCEL", 3, CMD_WRITE, NULL, order_transition, ENGINE_ORDER_CANCEL},
+    {"ORDER.SHIP", 3, CMD_WRITE, NULL, order_transition, ENGINE_ORDER_SHIP},
+    {"ORDER.COMPLETE", 3, CMD_WRITE, NULL, order_transition, ENGINE_ORDER_COMPLETE},
+    {"ORDER.REFUND", 4, CMD_WRITE, order_refund, NULL, 0},
+    {"ORDER.GET", 2, CMD_READONLY, order_get, NULL, 0},
+    {"HOLD.PREPARE", -6, CMD_WRITE | CMD_ADMIN, hold_prepare, NULL, 0},
+    {"HOLD.COMMIT", 4, CMD_WRITE | CMD_ADMIN, NULL, hold_decide, ENGINE_HOLD_COMMIT},
+    {"HOLD.ABORT", 4, CMD_WRITE | CMD_ADMIN, NULL, hold_decide, ENGINE_HOLD_ABORT},
+    {"HOLD.GET", 3, CMD_READONLY | CMD_ADMIN, hold_get, NULL, 0},
+    {"ACCOUNT.OPEN", -3, CMD_WRITE, account_open, NULL, 0},
+    {"ACCOUNT.DEPOSIT", 4, CMD_WRITE, NULL, account_change, ENGINE_ACCOUNT_DEPOSIT},
+    {"ACCOUNT.WITHDRAW", 4, CMD_WRITE, NULL, account_change, ENGINE_ACCOUNT_WITHDRAW},
+    {"ACCOUNT.TRANSFER", 5, CMD_WRITE, account_transfer, NULL, 0},
+    {"ACCOUNT.GET", 2, CMD_READONLY, account_get, NULL, 0},
 };
 
 const uint32_t trade_commands_count = sizeof trade_commands / sizeof trade_commands[0];
