@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "../support/tmpfiles.h"
 #include "util/error.h"
 #include "wal/fs_faulty.h"
 #include "wal/wal.h"
@@ -108,36 +109,12 @@ static char tmpdir[256];
 
 static void make_tmpdir(void)
 {
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/smwal-pre-XXXXXX");
-    cr_assert_not_null(mkdtemp(tmpdir));
+    test_tmpdir_make(tmpdir, sizeof tmpdir, "smwal-pre");
 }
 
 static void remove_tmpdir(void)
 {
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-    cr_assert_eq(system(cmd), 0);
-}
-
-static uint8_t *slurp(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    cr_assert_not_null(f, "%s", path);
-    fseek(f, 0, SEEK_END);
-    *len = (size_t)ftell(f);
-    fseek(f, 0, SEEK_SET);
-    uint8_t *buf = malloc(*len + 1);
-    cr_assert_eq(fread(buf, 1, *len, f), *len);
-    fclose(f);
-    return buf;
-}
-
-static void spit(const char *path, const uint8_t *data, size_t len)
-{
-    FILE *f = fopen(path, "wb");
-    cr_assert_not_null(f);
-    cr_assert_eq(fwrite(data, 1, len, f), len);
-    fclose(f);
+    test_tmpdir_remove(tmpdir);
 }
 
 Test(prealloc, tear_every_byte_of_the_last_records)
@@ -155,7 +132,7 @@ Test(prealloc, tear_every_byte_of_the_last_records)
     char path[WAL_PATH_BYTES];
     wal_segment_name(path, sizeof path, tmpdir, last.index_first);
     size_t len;
-    uint8_t *orig = slurp(path, &len);
+    uint8_t *orig = test_file_read(path, &len);
     cr_assert_eq(len, SEG, "full size on disk");
     size_t bounds[256];
     uint32_t nb;
@@ -166,7 +143,7 @@ Test(prealloc, tear_every_byte_of_the_last_records)
     for (size_t cut = bounds[nb - 4]; cut <= end; cut++) {
         memcpy(img, orig, cut);
         memset(img + cut, 0, len - cut);
-        spit(path, img, len);
+        test_file_write(path, img, len);
         cr_assert_eq(wal_open(&w, &c, &rep), 0, "cut %zu", cut);
         uint32_t whole = 0;
         while (whole < nb && bounds[whole + 1] <= cut)
@@ -185,7 +162,7 @@ Test(prealloc, tear_every_byte_of_the_last_records)
         check_range(&w, 1, prev_last + whole);
         wal_close(&w);
         size_t after;
-        uint8_t *now = slurp(path, &after);
+        uint8_t *now = test_file_read(path, &after);
         cr_assert_eq(after, SEG, "zeroed, not truncated");
         for (size_t k = bounds[whole]; k < after; k++)
             cr_assert_eq(now[k], 0, "cut %zu: byte %zu", cut, k);
@@ -221,7 +198,7 @@ Test(prealloc, zero_tail_is_clean_and_appends_go_on_at_the_end_of_the_records)
     char path[WAL_PATH_BYTES];
     wal_segment_name(path, sizeof path, tmpdir, 1);
     size_t len;
-    uint8_t *data = slurp(path, &len);
+    uint8_t *data = test_file_read(path, &len);
     size_t bounds[256];
     uint32_t nb;
     size_t end = records_end(data, len, bounds, &nb);

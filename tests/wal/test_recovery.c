@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../support/tmpfiles.h"
 #include "util/error.h"
 #include "wal/fs_faulty.h"
 #include "wal/wal.h"
@@ -228,36 +229,12 @@ static char tmpdir[256];
 
 static void make_tmpdir(void)
 {
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/smwal-test-XXXXXX");
-    cr_assert_not_null(mkdtemp(tmpdir));
+    test_tmpdir_make(tmpdir, sizeof tmpdir, "smwal-test");
 }
 
 static void remove_tmpdir(void)
 {
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-    cr_assert_eq(system(cmd), 0);
-}
-
-static uint8_t *slurp(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    cr_assert_not_null(f, "%s", path);
-    fseek(f, 0, SEEK_END);
-    *len = (size_t)ftell(f);
-    fseek(f, 0, SEEK_SET);
-    uint8_t *buf = malloc(*len + 1);
-    cr_assert_eq(fread(buf, 1, *len, f), *len);
-    fclose(f);
-    return buf;
-}
-
-static void spit(const char *path, const uint8_t *data, size_t len)
-{
-    FILE *f = fopen(path, "wb");
-    cr_assert_not_null(f);
-    cr_assert_eq(fwrite(data, 1, len, f), len);
-    fclose(f);
+    test_tmpdir_remove(tmpdir);
 }
 
 Test(recovery, log_cut_at_every_byte_of_its_last_records)
@@ -275,7 +252,7 @@ Test(recovery, log_cut_at_every_byte_of_its_last_records)
     char path[WAL_PATH_BYTES];
     wal_segment_name(path, sizeof path, tmpdir, last.index_first);
     size_t len;
-    uint8_t *orig = slurp(path, &len);
+    uint8_t *orig = test_file_read(path, &len);
     /* Record boundaries of the last segment. */
     uint64_t bounds[256];
     uint32_t nb = 0;
@@ -289,7 +266,7 @@ Test(recovery, log_cut_at_every_byte_of_its_last_records)
     cr_assert_eq(bounds[nb], len);
     size_t from = bounds[nb - 4];
     for (size_t cut = 0; cut <= len; cut = cut == 64 && cut < from ? from : cut + 1) {
-        spit(path, orig, cut);
+        test_file_write(path, orig, cut);
         cr_assert_eq(wal_open(&w, &c, &rep), 0, "cut %zu", cut);
         /* The longest valid prefix: whole records below the cut. */
         uint32_t whole = 0;
@@ -329,7 +306,7 @@ Test(recovery, read_only_reports_a_torn_tail_and_changes_nothing)
     wal_segment_name(path, sizeof path, tmpdir, 1);
     wal_close(&w);
     size_t len;
-    uint8_t *orig = slurp(path, &len);
+    uint8_t *orig = test_file_read(path, &len);
     cr_assert_eq(truncate(path, (off_t)len - 3), 0);
     c.read_only = true;
     cr_assert_eq(wal_open(&w, &c, &rep), 0);
