@@ -159,6 +159,44 @@
  * the syscall (64 per 64 MiB segment) and is one static zero buffer, so it costs no heap. */
 #define SM_WAL_ZERO_CHUNK_BYTES (1024 * 1024)
 
+/* ---- control plane (src/coord/) ------------------------------------------------------------ */
+
+/* A key in the control plane: /shardmart/<cluster>/partitions/<n> and friends are well under
+ * 200 bytes; 512 leaves room and is far below etcd's 1.5 MiB request bound. */
+#define SM_COORD_KEY_BYTES_MAX 512
+/* A value: a partition configuration with 7 replica ids of 64 bytes is under 1 KiB of JSON;
+ * 16 KiB catches a runaway writer long before etcd's request bound. */
+#define SM_COORD_VALUE_BYTES_MAX (16 * 1024)
+/* Compares plus operations in one transaction: etcd's default --max-txn-ops is 128. */
+#define SM_COORD_TXN_OPS_MAX 128
+/* Keys one read returns (every range of a transaction together): all partitions of the largest
+ * cluster plus every member, the controller and the meta key. */
+#define SM_COORD_RANGE_KVS_MAX (SM_PARTITIONS_MAX + SM_RING_NODES_MAX + 16)
+/* One HTTP response body from etcd: a full read of the largest cluster is about 40 MiB of
+ * base64 JSON; a larger body is refused rather than buffered without bound. */
+#define SM_COORD_RESPONSE_BYTES_MAX (64 * 1024 * 1024)
+/* Lease TTL: 1 ms .. 1 day (the embedded store counts ms; etcd rounds up to whole seconds). */
+#define SM_COORD_LEASE_TTL_MS_MAX (24LL * 60 * 60 * 1000)
+/* etcd endpoints tried in turn, and the bytes of one ("http://host:port"). */
+#define SM_COORD_ENDPOINTS_MAX      16
+#define SM_COORD_ENDPOINT_BYTES_MAX 256
+/* Requests submitted and not yet polled, per client: a node has a handful in flight; running
+ * out is SM_E_BUSY for the caller, not unbounded queueing. */
+#define SM_COORD_PENDING_MAX 4096
+/* Watches open at once per client. The cluster layer needs one (its cluster prefix). */
+#define SM_COORD_WATCHES_MAX 64
+/* The embedded store: keys, leases, and the events it keeps for watches that start at an old
+ * revision (older ones are compacted: a watch from before them fails with SM_E_STATE). */
+#define SM_COORD_EMBEDDED_KEYS_MAX    (1 << 20)
+#define SM_COORD_EMBEDDED_LEASES_MAX  65536
+#define SM_COORD_EMBEDDED_HISTORY_MAX 65536
+/* An error message carried in a result (etcd's messages are short sentences). */
+#define SM_COORD_MESSAGE_BYTES_MAX 160
+/* A cluster name (the key prefix /shardmart/<name>/), a member's advertise address and zone. */
+#define SM_COORD_CLUSTER_NAME_BYTES_MAX 64
+#define SM_COORD_ADDR_BYTES_MAX         256
+#define SM_COORD_ZONE_BYTES_MAX         64
+
 _Static_assert(SM_KEY_BYTES_MAX < SM_REQUEST_BYTES_MAX, "a key must fit in a request");
 _Static_assert(2 * SM_ORDER_ITEMS_MAX + 32 <= SM_REQUEST_ARGS_MAX,
                "a full order must fit in one command");
@@ -184,5 +222,9 @@ _Static_assert((SM_ENGINE_RECORD_BYTES_MAX) >= 1 + 3 * (1 + SM_KEY_BYTES_MAX) + 
                                                    SM_ORDER_ITEMS_MAX * (1 + SM_KEY_BYTES_MAX + 4),
                "the largest engine record fits");
 _Static_assert(SM_ENGINE_MESSAGE_BYTES_MAX > SM_KEY_BYTES_MAX, "a SKU name fits in a message");
+_Static_assert(SM_COORD_TXN_OPS_MAX >= 8, "a directory transaction (compare, put, read) fits");
+_Static_assert(SM_COORD_KEY_BYTES_MAX >=
+                   32 + SM_COORD_CLUSTER_NAME_BYTES_MAX + SM_NODE_ID_BYTES_MAX,
+               "a member key fits");
 
 #endif
