@@ -1,19 +1,24 @@
 /*
  * Placement benchmarks (issue 2 targets), each printed as the median of several runs beside the
  * peer it is compared with in the same run:
- *   1. key -> primary node (XXH3 + jump hash + table), against key -> node on the plain ring;
- *   2. plain ring lookup at 1000 nodes x 160 points: prefix index against plain binary search;
+ *   1. key -> primary node (XXH3 + jump hash + table): the paper's jump loop against the fixed-step
+ *      path one key per call (independent keys: throughput; dependent keys: latency) and against
+ *      the batch path, and key -> node on the plain ring;
+ *   2. plain ring lookup at 1000 nodes x 160 points: lookup table against the 2^16 prefix index
+ *      it replaced and against a plain binary search;
  *   3. placement of 65536 partitions x 3 replicas on 1000 nodes (ms), against the plain ring's
  *      table;
  *   4. balance and movement at N = 3, 10, 100, 1000: balanced placement against the plain ring.
  * The machine may be shared and noisy: times are this thread's CPU time, and medians, and ratios
  * from one run, are what to read.
  */
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "ring/ring_internal.h"
 #include "shardmart/ring.h"
 
 #define RUNS    7
@@ -91,41 +96,99 @@ static char (*make_keys(void))[16]
     return keys;
 }
 
+struct key_set {
+    char (*text)[16];
+    const void **ptrs;
+    size_t *lens;
+};
+
+/* XXH3 + jump (the reference loop, or the fixed-step path) + table, one call per key. `chained`
+ * makes each key depend on the previous answer, so the time is latency, not throughput. */
+static double time_single(const struct key_set *ks, const struct ring_placement *pl,
+                          uint32_t partitions, bool reference, bool chained, uint64_t *sink)
+{
+    double t0 = now_ns();
+    uint32_t node = 0;
+    for (uint32_t i = 0; i < KEYS; i++) {
+        uint32_t k = chained ? (i + (node & 1)) & (KEYS - 1) : i;
+        uint64_t h = ring_hash_key(ks->text[k], ks->lens[k]);
+        uint32_t p =
+            reference ? ring_jump_hash_reference(h, partitions) : ring_jump_hash(h, partitions);
+        node = ring_placement_primary(pl, p);
+        *sink += node;
+    }
+    return (now_ns() - t0) / KEYS;
+}
+
+/* ring_key_partition_batch() over batches of 64 keys, then the table. */
+static double time_batch(const struct key_set *ks, const struct ring_placement *pl,
+                         uint32_t partitions, uint64_t *sink)
+{
+    enum { BATCH = 64 };
+    uint32_t parts[BATCH];
+    double t0 = now_ns();
+    for (uint32_t i = 0; i < KEYS; i += BATCH) {
+        if (ring_key_partition_batch(ks->ptrs + i, ks->lens + i, BATCH, partitions, parts))
+            abort();
+        for (int k = 0; k < BATCH; k++)
+            *sink += ring_placement_primary(pl, parts[k]);
+    }
+    return (now_ns() - t0) / KEYS;
+}
+
 static void bench_key_to_node(const struct ring *ring)
 {
-    char(*keys)[16] = make_keys();
-    uint8_t *lens = malloc(KEYS);
-    for (uint32_t i = 0; i < KEYS; i++)
-        lens[i] = (uint8_t)strlen(keys[i]);
-    printf("1. key -> primary node, %u keys \"sku:<n>\", 1000 nodes, median of %d runs\n", KEYS,
-           RUNS);
+    struct key_set ks = {make_keys(), malloc(KEYS * sizeof(void *)), malloc(KEYS * sizeof(size_t))};
+    for (uint32_t i = 0; i < KEYS; i++) {
+        ks.ptrs[i] = ks.text[i];
+        ks.lens[i] = strlen(ks.text[i]);
+    }
+    printf("1. key -> primary node (XXH3 + jump hash + placement table), %u keys \"sku:<n>\",\n"
+           "   1000 nodes, ns per key, median of %d runs. Paths on this CPU: one key per call %s,\n"
+           "   batch %s. Independent keys measure throughput; dependent keys (each chosen by the\n"
+           "   previous answer) measure the latency of one call.\n",
+           KEYS, RUNS, ring_jump_path_name(ring_jump_path_single()),
+           ring_jump_path_name(ring_jump_path_batch()));
+    printf("   %-5s | %-29s | %-29s | %-15s | %s\n", "P", "independent: paper / fixed",
+           "dependent: paper / fixed", "batch of 64", "plain ring");
     uint32_t sizes[2] = {256, 65536};
     for (int s = 0; s < 2; s++) {
         struct ring_placement pl;
         place_or_die(ring, NULL, sizes[s], &pl);
-        double placed[RUNS], plain[RUNS];
+        double t[6][RUNS];
         uint64_t sink = 0;
         for (int run = 0; run < RUNS; run++) {
+            t[0][run] = time_single(&ks, &pl, sizes[s], true, false, &sink);
+            t[1][run] = time_single(&ks, &pl, sizes[s], false, false, &sink);
+            t[2][run] = time_single(&ks, &pl, sizes[s], true, true, &sink);
+            t[3][run] = time_single(&ks, &pl, sizes[s], false, true, &sink);
+            t[4][run] = time_batch(&ks, &pl, sizes[s], &sink);
             double t0 = now_ns();
-            for (uint32_t i = 0; i < KEYS; i++) {
-                uint32_t p = ring_jump_hash(ring_hash_key(keys[i], lens[i]), sizes[s]);
-                sink += ring_placement_primary(&pl, p);
-            }
-            double t1 = now_ns();
             for (uint32_t i = 0; i < KEYS; i++)
-                sink += (uint64_t)ring_lookup(ring, ring_hash_key(keys[i], lens[i]));
-            double t2 = now_ns();
-            placed[run] = (t1 - t0) / KEYS;
-            plain[run] = (t2 - t1) / KEYS;
+                sink += (uint64_t)ring_lookup(ring, ring_hash_key(ks.text[i], ks.lens[i]));
+            t[5][run] = (now_ns() - t0) / KEYS;
         }
-        double a = median(placed, RUNS), b = median(plain, RUNS);
-        printf("   P = %-5u  XXH3 + jump + table: %6.1f ns/op   XXH3 + ring lookup: %6.1f ns/op"
-               "   ratio %.2f   (sink %llu)\n",
-               sizes[s], a, b, a / b, (unsigned long long)(sink & 0xff));
+        double m[6];
+        for (int k = 0; k < 6; k++)
+            m[k] = median(t[k], RUNS);
+        printf("   %-5u | %5.1f / %5.1f  (%4.2fx less) | %5.1f / %5.1f  (%4.2fx less) | %5.1f  "
+               "(%4.2fx)"
+               " | %5.1f   (sink %llu)\n",
+               sizes[s], m[0], m[1], m[0] / m[1], m[2], m[3], m[2] / m[3], m[4], m[0] / m[4], m[5],
+               (unsigned long long)(sink & 0xff));
         ring_placement_destroy(&pl);
     }
-    free(keys);
-    free(lens);
+    printf("   (ratios: the paper's loop over the new path in the same run; \"batch\" against the\n"
+           "    paper's loop on independent keys)\n");
+    free(ks.text);
+    free(ks.ptrs);
+    free(ks.lens);
+}
+
+/* The lookup ring_lookup() did before the lookup table: the 2^16 prefix index and its scan. */
+static int lookup_prefix_index(const struct ring *ring, uint64_t hash)
+{
+    return (int)ring->points[ring_point_index(ring, hash)].owner;
 }
 
 static void bench_lookup(const struct ring *ring)
@@ -134,7 +197,7 @@ static void bench_lookup(const struct ring *ring)
     uint64_t state = 7;
     for (uint32_t i = 0; i < LOOKUPS; i++)
         hashes[i] = splitmix(&state);
-    double fast[RUNS], plain[RUNS];
+    double table[RUNS], prefix[RUNS], plain[RUNS];
     uint64_t sink = 0;
     for (int run = 0; run < RUNS; run++) {
         double t0 = now_ns();
@@ -142,16 +205,22 @@ static void bench_lookup(const struct ring *ring)
             sink += (uint64_t)ring_lookup(ring, hashes[i]);
         double t1 = now_ns();
         for (uint32_t i = 0; i < LOOKUPS; i++)
-            sink += (uint64_t)ring_lookup_bsearch(ring, hashes[i]);
+            sink += (uint64_t)lookup_prefix_index(ring, hashes[i]);
         double t2 = now_ns();
-        fast[run] = (t1 - t0) / LOOKUPS;
-        plain[run] = (t2 - t1) / LOOKUPS;
+        for (uint32_t i = 0; i < LOOKUPS; i++)
+            sink += (uint64_t)ring_lookup_bsearch(ring, hashes[i]);
+        double t3 = now_ns();
+        table[run] = (t1 - t0) / LOOKUPS;
+        prefix[run] = (t2 - t1) / LOOKUPS;
+        plain[run] = (t3 - t2) / LOOKUPS;
     }
-    double a = median(fast, RUNS), b = median(plain, RUNS);
+    double a = median(table, RUNS), b = median(prefix, RUNS), c = median(plain, RUNS);
     printf("\n2. ring lookup, 1000 nodes x 160 points (%u points), %u random hashes, median of %d\n"
-           "   prefix index: %6.1f ns/op   binary search: %6.1f ns/op   speed-up %.1fx   (sink "
-           "%llu)\n",
-           ring->point_count, LOOKUPS, RUNS, a, b, b / a, (unsigned long long)(sink & 0xff));
+           "   lookup table (2^%u slots, %u KiB): %5.1f ns/op   2^16 prefix index: %5.1f ns/op"
+           " (%.1fx)\n   binary search: %5.1f ns/op (%.1fx)   (sink %llu)\n",
+           ring->point_count, LOOKUPS, RUNS, ring->lookup_bits,
+           (unsigned)((sizeof(uint32_t) << ring->lookup_bits) / 1024), a, b, b / a, c, c / a,
+           (unsigned long long)(sink & 0xff));
     free(hashes);
 }
 

@@ -8,9 +8,10 @@
  *
  * - ring_key_partition(): XXH3-64 (seed 0) of the key, then jump consistent hash (Lamping & Veach
  *   2014) into P partitions. P is fixed when a cluster is created.
- * - struct ring: weighted virtual nodes on a 64-bit circle; lookup is a binary search with
- *   wrap-around, sped up by a 2^16-entry prefix table; preference lists walk clockwise for R
- *   distinct nodes in distinct zones when there are at least R zones.
+ * - struct ring: weighted virtual nodes on a 64-bit circle; lookup is "first point at or after
+ *   the hash, with wrap-around", answered by a table of 2-4 slots per point that holds the owner
+ *   outright for the slots no point falls in; preference lists walk clockwise for R distinct
+ *   nodes in distinct zones when there are at least R zones.
  * - ring_place(): the placement table (P x R node indexes), a pure function of (previous table or
  *   none, membership, P, R, epsilon). Every node carries at most its capped share of replicas,
  *   and a membership change keeps every replica whose node stays (docs/placement.md).
@@ -38,8 +39,8 @@
 /* Points per unit of weight: 1..1024, default 160 (the classic ketama figure). */
 #define RING_POINTS_PER_WEIGHT_DEFAULT 160
 #define RING_POINTS_PER_WEIGHT_MAX     1024
-/* All points of a ring together: 4 Mi points is 48 MiB of ring and index; far beyond the
- * 160 000 points of 1000 nodes at 160 points each. */
+/* All points of a ring together: 4 Mi points is 64 MiB of points and 16 MiB of lookup table;
+ * far beyond the 160 000 points of 1000 nodes at 160 points each. */
 #define RING_POINTS_MAX (1u << 22)
 /* Partitions: 1..65536 (a partition number fits in 16 bits of an order id). */
 #define RING_PARTITIONS_MAX 65536
@@ -95,13 +96,32 @@ const char *ring_strerror(int err);
 uint64_t ring_hash_key(const void *key, size_t len);
 
 /* Jump consistent hash (Lamping & Veach 2014): a bucket in [0, buckets) for a 64-bit key;
- * buckets must be >= 1 (asserted). */
+ * buckets >= 1 (asserted). Bit-identical to the paper's loop
+ * (ring_jump_hash_reference) for every key and bucket count; on x86-64 with FMA it runs a fixed
+ * number of branch-free steps instead (src/ring/jump.c, docs/placement.md). */
 uint32_t ring_jump_hash(uint64_t key, uint32_t buckets);
+
+/* The paper's loop as printed: the definition the other paths are tested and benchmarked
+ * against. Any buckets >= 1 (asserted). */
+uint32_t ring_jump_hash_reference(uint64_t key, uint32_t buckets);
+
+/* ring_jump_hash() of count keys into buckets_out[0..count) (count may be 0). Faster per key
+ * than one call each: with AVX-512 or AVX2 (chosen at run time) keys step side by side in vector
+ * lanes. 1 <= buckets <= RING_PARTITIONS_MAX (asserted). Borrows both arrays. */
+void ring_jump_hash_batch(const uint64_t *keys, size_t count, uint32_t buckets,
+                          uint32_t *buckets_out);
 
 /* The partition of a key: jump(XXH3-64(key), partitions). RING_E_PARTITIONS unless
  * 1 <= partitions <= RING_PARTITIONS_MAX. */
 RING_MUST_USE int ring_key_partition(const void *key, size_t len, uint32_t partitions,
                                      uint32_t *partition_out);
+
+/* ring_key_partition() of count keys (keys[i] of lens[i] bytes) into partitions_out[0..count),
+ * through ring_jump_hash_batch(). RING_E_PARTITIONS (nothing written) unless
+ * 1 <= partitions <= RING_PARTITIONS_MAX. Borrows every array. */
+RING_MUST_USE int ring_key_partition_batch(const void *const *keys, const size_t *lens,
+                                           size_t count, uint32_t partitions,
+                                           uint32_t *partitions_out);
 
 /* ---- the ring of virtual nodes ------------------------------------------------------------- */
 
@@ -143,8 +163,12 @@ struct ring {
     uint32_t point_count; /* entries of points */
     uint32_t point_capacity;
     struct ring_node *nodes;
-    struct ring_point *points; /* sorted by (hash, owner id bytes) */
+    struct ring_point *points; /* sorted by (hash, owner id bytes); points[point_count] is a
+                                * sentinel of hash UINT64_MAX */
     uint32_t *prefix;          /* 2^16 + 1 entries: first point whose hash >> 48 >= i */
+    uint32_t *lookup;          /* 2^lookup_bits slots by the hash's top bits (ring.c); NULL when
+                                * the ring has no points */
+    uint32_t lookup_bits;      /* 10..22: 2 to 4 slots per point */
 };
 
 /* An empty ring. points_per_weight 0 means RING_POINTS_PER_WEIGHT_DEFAULT. Errors:
@@ -170,7 +194,7 @@ RING_MUST_USE int ring_remove_node(struct ring *ring, const char *id, size_t id_
 RING_MUST_USE int ring_find_node(const struct ring *ring, const char *id, size_t id_len);
 
 /* The slot of the node owning the first point at or after hash, wrapping past the top. Uses the
- * prefix table. RING_E_NO_NODES on an empty ring, else the slot (>= 0). */
+ * lookup table. RING_E_NO_NODES on an empty ring, else the slot (>= 0). */
 RING_MUST_USE int ring_lookup(const struct ring *ring, uint64_t hash);
 
 /* The same answer by a plain binary search over all points (the reference the index is tested and

@@ -11,6 +11,31 @@
 
 #include "shardmart/ring.h"
 
+/* The ways of computing jump hash (src/ring/jump.c); all give the same buckets. */
+enum ring_jump_path {
+    RING_JUMP_REFERENCE, /* the paper's loop, one key at a time */
+    RING_JUMP_FIXED,     /* x86-64 FMA + SSE4.1: K(P) branch-free steps, then the loop */
+    RING_JUMP_AVX2,      /* x86-64 AVX2 + FMA: 8 keys in lanes */
+    RING_JUMP_AVX512,    /* x86-64 AVX-512 F + DQ: 16 keys in lanes */
+    RING_JUMP_PATHS
+};
+
+const char *ring_jump_path_name(enum ring_jump_path path);
+
+/* Whether this CPU (and OS) can run a path. */
+bool ring_jump_path_supported(enum ring_jump_path path);
+
+/* The paths ring_jump_hash() and ring_jump_hash_batch() take on this CPU. */
+enum ring_jump_path ring_jump_path_single(void);
+enum ring_jump_path ring_jump_path_batch(void);
+
+/* Runs one path (which must be supported, asserted) over count keys: for tests and benchmarks. */
+void ring_jump_hash_path(enum ring_jump_path path, const uint64_t *keys, size_t count,
+                         uint32_t buckets, uint32_t *buckets_out);
+
+/* K(P), the branch-free steps RING_JUMP_FIXED runs before it falls back to the loop. */
+uint32_t ring_jump_fixed_steps(uint32_t buckets);
+
 /* Where point `point` of node `id` sits on the circle. */
 uint64_t ring_point_hash(const char *id, size_t id_len, uint32_t point);
 

@@ -236,6 +236,87 @@ Test(ring, index_matches_binary_search)
     ring_destroy(&ring);
 }
 
+/* Every answer of ring_lookup() equals the binary search's, at every point's hash and its
+ * neighbours and on random hashes. */
+static void check_lookup_everywhere(const struct ring *ring, uint64_t seed, int randoms)
+{
+    for (uint32_t i = 0; i < ring->point_count; i++) {
+        uint64_t h = ring->points[i].hash;
+        uint64_t around[3] = {h - 1, h, h + 1};
+        for (int k = 0; k < 3; k++)
+            cr_assert_eq(ring_lookup(ring, around[k]), ring_lookup_bsearch(ring, around[k]),
+                         "hash %#llx", (unsigned long long)around[k]);
+    }
+    for (int i = 0; i < randoms; i++) {
+        uint64_t h = next_random(&seed);
+        cr_assert_eq(ring_lookup(ring, h), ring_lookup_bsearch(ring, h));
+    }
+    cr_assert_eq(ring_lookup(ring, 0), ring_lookup_bsearch(ring, 0));
+    cr_assert_eq(ring_lookup(ring, UINT64_MAX), ring_lookup_bsearch(ring, UINT64_MAX));
+    /* The table has 2 to 4 slots per point (fewer only at its 2^22 cap), and a sentinel. */
+    uint64_t slots = 1ull << ring->lookup_bits;
+    cr_assert(slots >= 2ull * ring->point_count || ring->lookup_bits == 22);
+    cr_assert(slots < 4ull * ring->point_count || ring->lookup_bits == 10);
+    cr_assert_eq(ring->points[ring->point_count].hash, UINT64_MAX);
+}
+
+/* Counts the lookup slots of each kind: [0] owner outright, [1] 1-2 points, [2] more. */
+static void count_slot_kinds(const struct ring *ring, uint32_t kinds[3])
+{
+    kinds[0] = kinds[1] = kinds[2] = 0;
+    for (uint64_t s = 0; s < (1ull << ring->lookup_bits); s++) {
+        uint32_t e = ring->lookup[s];
+        kinds[(e >> 31) ? 0 : (e >> 30) ? 2 : 1]++;
+    }
+}
+
+/* The lookup table at 1, 3, 300 and 1000 nodes, through adds and removes that grow and shrink
+ * it, agrees with the binary search everywhere; the 1000-node ring has slots of all three kinds,
+ * so every branch of ring_lookup() runs. */
+Test(ring, lookup_table_matches_binary_search_at_every_size)
+{
+    static char ids[1000][16], zones[1000][16];
+    struct ring ring;
+    cr_assert_eq(ring_init(&ring, 1), RING_OK);
+    struct ring_node_spec one = spec("solo", NULL, 1);
+    cr_assert_eq(ring_add_node(&ring, &one), RING_OK);
+    cr_assert_eq(ring.point_count, 1);
+    check_lookup_everywhere(&ring, 1, 1000);
+    cr_assert_eq(ring_lookup(&ring, 12345), 0);
+    cr_assert_eq(ring_remove_node(&ring, "solo", 4), RING_OK);
+    cr_assert_eq(ring_lookup(&ring, 12345), RING_E_NO_NODES);
+    cr_assert_null(ring.lookup, "an empty ring holds no table");
+    ring_destroy(&ring);
+
+    uint32_t sizes[] = {3, 300, 1000};
+    for (size_t n = 0; n < sizeof(sizes) / sizeof(sizes[0]); n++) {
+        make_ring(&ring, sizes[n], 3, ids, zones);
+        check_lookup_everywhere(&ring, sizes[n], 100000);
+        uint32_t kinds[3];
+        count_slot_kinds(&ring, kinds);
+        cr_assert_gt(kinds[0], kinds[1], "most slots hold no point");
+        if (sizes[n] == 1000) {
+            cr_assert_eq(ring.lookup_bits, 19);
+            cr_assert_gt(kinds[2], 0, "some slots hold more than two points");
+        }
+        /* Remove nodes until the table shrinks, then add them back until it grows. */
+        uint32_t bits = ring.lookup_bits, removed = 0;
+        while (ring.lookup_bits == bits && removed + 1 < sizes[n]) {
+            cr_assert_eq(ring_remove_node(&ring, ids[removed], strlen(ids[removed])), RING_OK);
+            removed++;
+        }
+        cr_assert(ring.lookup_bits < bits || bits == 10, "%u nodes", sizes[n]);
+        check_lookup_everywhere(&ring, 7, 20000);
+        for (uint32_t i = 0; i < removed; i++) {
+            struct ring_node_spec s = spec(ids[i], zones[i], 1);
+            cr_assert_eq(ring_add_node(&ring, &s), RING_OK);
+        }
+        cr_assert_eq(ring.lookup_bits, bits);
+        check_lookup_everywhere(&ring, 8, 20000);
+        ring_destroy(&ring);
+    }
+}
+
 /* The same members added in another order, one by one, give the same lookups. */
 Test(ring, lookups_do_not_depend_on_add_order)
 {
