@@ -277,6 +277,8 @@ bool engine_args_valid(const struct engine_cmd *c)
     case ENGINE_ORDER_PLACE:
     case ENGINE_HOLD_PREPARE:
         return c->num >= 1 && c->num <= SM_ENGINE_TTL_MS_MAX;
+    case ENGINE_ORDER_PLACE_PART:
+        return c->num >= 1 && c->num <= SM_ENGINE_TTL_MS_MAX && c->num2 >= 0;
     case ENGINE_ORDER_PAY:
         return !key_same(&c->key2, &c->key3);
     case ENGINE_ORDER_REFUND:
@@ -396,6 +398,7 @@ static struct engine_result dispatch(struct engine *e, const struct engine_cmd *
     case ENGINE_SKU_ADJUST:
         return engine_sku_cmd(e, cmd);
     case ENGINE_ORDER_PLACE:
+    case ENGINE_ORDER_PLACE_PART:
     case ENGINE_ORDER_PAY:
     case ENGINE_ORDER_PAY_EXTERNAL:
     case ENGINE_ORDER_CANCEL:

@@ -58,6 +58,9 @@ enum engine_cmd_type {
     ENGINE_ACCOUNT_WITHDRAW = 16,  /* key=account num=amount */
     ENGINE_ACCOUNT_TRANSFER = 17,  /* key=from key2=to num=amount */
     ENGINE_TICK = 18,              /* no request id, no arguments: expire what is due */
+    ENGINE_ORDER_PLACE_PART = 19,  /* key=order id key2=user num=ttl_ms num2=cents of the items
+                                      held in other partitions, items = this partition's part of
+                                      a cross-partition order (node/txn.c) */
     ENGINE_LOCK_SESSION_OPEN = 64, /* key=session num=ttl_ms */
     ENGINE_LOCK_HEARTBEAT = 65,    /* key=session */
     ENGINE_LOCK_SESSION_CLOSE = 66, /* key=session */

@@ -60,6 +60,10 @@ static struct engine_result order_place(struct engine *e, const struct engine_cm
     struct engine_result r = engine_stock_check(e, cmd, &user, items, &total, &rows_new);
     if (engine_failed(r))
         return r;
+    /* A cross-partition order's part here also carries the price of its items held elsewhere,
+     * so paying it moves the whole order's total. */
+    if (cmd->type == ENGINE_ORDER_PLACE_PART && __builtin_add_overflow(total, cmd->num2, &total))
+        return engine_err(SM_E_OVERFLOW, 0);
     if (engine_slots_full(&e->order_slots, 1) ||
         engine_slots_full(&e->chunk_slots, engine_chunks_needed(cmd->items_count)) ||
         engine_slots_full(&e->limit_slots, rows_new))
@@ -129,7 +133,7 @@ static struct engine_result order_refund(struct engine *e, uint32_t slot, bool r
 
 struct engine_result engine_order_cmd(struct engine *e, const struct engine_cmd *cmd)
 {
-    if (cmd->type == ENGINE_ORDER_PLACE)
+    if (cmd->type == ENGINE_ORDER_PLACE || cmd->type == ENGINE_ORDER_PLACE_PART)
         return order_place(e, cmd);
     uint32_t slot = engine_order_find(e, engine_digest_of(&cmd->key));
     if (slot == SM_INDEX_NONE)

@@ -33,6 +33,8 @@
  *   15-16 ACCOUNT_DEPOSIT/WITHDRAW K a    account, amount_cents (> 0)
  *   17    ACCOUNT_TRANSFER      K U a     from, to, amount_cents (> 0)
  *   18    TICK                  (none)    expire what is due at the record's time
+ *   19    ORDER_PLACE_PART      K U a b I order id, user, ttl_ms, cents held elsewhere, the
+ *                                         items of this partition (a cross-partition order)
  *   64    LOCK_SESSION_OPEN     K a       session, ttl_ms
  *   65-66 LOCK_HEARTBEAT/SESSION_CLOSE  K session
  *   67    LOCK_ACQUIRE          K U t o a b w n r   session, lock name, enum locks_type, owner,
@@ -71,6 +73,8 @@ static const char *record_layout(enum engine_cmd_type type)
         return "Ka";
     case ENGINE_ORDER_PLACE:
         return "KUaI";
+    case ENGINE_ORDER_PLACE_PART:
+        return "KUabI";
     case ENGINE_ORDER_PAY:
         return "KUM";
     case ENGINE_ORDER_PAY_EXTERNAL:
