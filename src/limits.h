@@ -128,6 +128,34 @@
 #define SM_CLIENT_NAME_BYTES_MAX 64
 #define SM_PASSWORD_BYTES_MAX    512
 
+/* ---- cross-partition transactions (src/node/txn.c) ----------------------------------------- */
+
+/* Transaction rows per partition, coordinated and participating together: 1024. A row lives
+ * from prepare until every participant acknowledged the decision (for an order: until it is
+ * paid, cancelled or expired), then stays as the remembered outcome of its request id until
+ * its slot is needed. New transactions past the bound are -BUSY; a prepare that finds no room
+ * votes no (BUSY). Rows are found by a scan: 1024 short compares cost about a microsecond,
+ * and only cross-partition commands pay it. */
+#define SM_TXN_ROWS_MAX 1024
+/* Participants of one transaction: an order's remote partitions (at most one per item) or the
+ * two legs of a payment; the bound lets a row keep its votes and acknowledgements in a u64. */
+#define SM_TXN_LEGS_MAX SM_ORDER_ITEMS_MAX
+/* A coordinator that has not heard every vote this long after it began decides abort (presumed
+ * abort: nothing was promised yet). 10 s of log time is far beyond a batch or a restart of a
+ * node, short enough that a stuck prepare does not keep stock reserved for long. */
+#define SM_TXN_PREPARE_TIMEOUT_MS 10000
+/* Messages not yet answered (prepare without vote, decision without acknowledgement, a query of
+ * a late decision) are sent again every this many ms of log time, and after a restart. */
+#define SM_TXN_RESEND_MS 1000
+/* A cross-partition order's payment deadline: at most 15 days, half the engine's bound, so the
+ * holds in other partitions (prepared for SM_ENGINE_TTL_MS_MAX) outlive the order by 15 days of
+ * log time and only the coordinator's decision ends them. */
+#define SM_TXN_ORDER_TTL_MS_MAX (SM_ENGINE_TTL_MS_MAX / 2)
+/* Encoded messages waiting for the next batch (the outbox): every row can have at most one
+ * message per leg in flight, so this is only a guard against a bug; a message past it is
+ * dropped and sent again by the resend timer. */
+#define SM_TXN_OUTBOX_MAX (4 * SM_TXN_ROWS_MAX)
+
 /* ---- write-ahead log and snapshots (src/wal/) ---------------------------------------------- */
 
 /* One record's payload: a whole request plus the engine's stamping fits, with room to spare.
@@ -226,5 +254,8 @@ _Static_assert(SM_COORD_TXN_OPS_MAX >= 8, "a directory transaction (compare, put
 _Static_assert(SM_COORD_KEY_BYTES_MAX >=
                    32 + SM_COORD_CLUSTER_NAME_BYTES_MAX + SM_NODE_ID_BYTES_MAX,
                "a member key fits");
+_Static_assert(SM_TXN_LEGS_MAX <= 64, "a transaction's votes fit in a 64-bit mask");
+_Static_assert(SM_TXN_ORDER_TTL_MS_MAX + SM_TXN_PREPARE_TIMEOUT_MS < SM_ENGINE_TTL_MS_MAX,
+               "remote holds outlive the order they belong to");
 
 #endif

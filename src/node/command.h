@@ -51,6 +51,12 @@ int node_put_reply(struct resp_encoder *out, const struct engine_reply *r);
  * reply was encoded), or SM_E_BUSY (run the request again in the next batch). */
 int node_preflight(struct node *n, bool writes, struct resp_encoder *out);
 
+/* Starts (or answers a retry of) a cross-partition command coordinated by partition p, parking
+ * c until it is decided (txn_cmd.c). Returns as a handler does. */
+struct engine_cmd;
+int node_txn_run(struct node *n, struct node_client *c, uint32_t p, const struct engine_cmd *cmd,
+                 struct resp_encoder *out);
+
 /* The lock commands (locks_cmd.c). */
 extern const struct command lock_commands[];
 extern const uint32_t lock_commands_count;

@@ -72,6 +72,8 @@ int node_wake(struct node_client *c, const struct locks_event *ev, struct resp_e
 int node_cancel_wait(struct node *n, uint64_t waiter_id, uint32_t partition, const uint8_t *session,
                      size_t session_len)
 {
+    if (session_len == 0)
+        return 0; /* a wait on a cross-partition transaction: nothing to cancel */
     char rid[48];
     int len = snprintf(rid, sizeof rid, "cancel-wait-%llu", (unsigned long long)waiter_id);
     struct engine_cmd cmd = {.type = ENGINE_LOCK_CANCEL, .waiter_id = waiter_id};

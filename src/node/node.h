@@ -41,13 +41,20 @@ struct node_client {
 
 struct locks_event;
 struct node;
+struct txn_event;
 
 /* Encodes the deferred reply of a waiting client for its event and ends the wait. */
 MUST_USE int node_wake(struct node_client *c, const struct locks_event *ev,
                        struct resp_encoder *out);
 
+/* Encodes the deferred reply of a client waiting on a cross-partition transaction (its
+ * wait_session_len is 0) and ends the wait. */
+MUST_USE int node_txn_wake(struct node_client *c, const struct txn_event *ev,
+                           struct resp_encoder *out);
+
 /* Logs the cancellation of a waiting client's wait (its connection went away). 0, or SM_E_BUSY
- * when this batch has no room (try again in the next). */
+ * when this batch has no room (try again in the next). A wait on a transaction (session_len 0)
+ * needs nothing: the transaction goes on and its reply is dropped. */
 MUST_USE int node_cancel_wait(struct node *n, uint64_t waiter_id, uint32_t partition,
                               const uint8_t *session, size_t session_len);
 

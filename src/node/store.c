@@ -7,12 +7,16 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "node/txn.h"
 #include "shardmart/ring.h"
 #include "util/buf.h"
 #include "util/error.h"
 
-#define SNAPSHOT_MAGIC      "SMSNAP01"
+#define SNAPSHOT_MAGIC      "SMSNAP02"
+#define SNAPSHOT_MAGIC_V1   "SMSNAP01"
 #define RECORD_PREFIX_BYTES 2
+/* A transaction record: partition, kind, then a client's engine record or a message. */
+#define TXN_RECORD_BYTES_MAX (RECORD_PREFIX_BYTES + 1 + TXN_MSG_BYTES_MAX)
 
 uint32_t store_partition(const struct store *s, const void *key, size_t len)
 {
@@ -88,6 +92,7 @@ static int apply_record(struct store *s, uint8_t type, uint64_t index, int64_t n
         int rc = engine_encode(&cmd, tick, sizeof tick, &tick_len);
         ASSERT(rc == 0);
         apply_all(s, index, now_ms, tick, tick_len, out);
+        txn_tick(s, index, now_ms);
         s->records_applied++;
         return 0;
     }
@@ -96,14 +101,18 @@ static int apply_record(struct store *s, uint8_t type, uint64_t index, int64_t n
         s->records_applied++;
         return 0;
     }
-    if (type != STORE_RECORD_ENGINE || len < RECORD_PREFIX_BYTES)
+    if ((type != STORE_RECORD_ENGINE && type != STORE_RECORD_TXN) || len < RECORD_PREFIX_BYTES)
         return SM_E_CORRUPT;
     uint32_t p = (uint32_t)payload[0] | (uint32_t)payload[1] << 8;
     if (p >= s->partitions)
         return SM_E_CORRUPT;
+    s->records_applied++;
+    if (type == STORE_RECORD_TXN)
+        return txn_apply(s, p, index, now_ms, payload + RECORD_PREFIX_BYTES,
+                         len - RECORD_PREFIX_BYTES);
     engine_apply(&s->engines[p], index, now_ms, payload + RECORD_PREFIX_BYTES,
                  len - RECORD_PREFIX_BYTES, out);
-    s->records_applied++;
+    txn_after_engine(s, p, index, payload + RECORD_PREFIX_BYTES, len - RECORD_PREFIX_BYTES);
     return 0;
 }
 
@@ -129,6 +138,8 @@ int store_mutate(struct store *s, uint32_t p, const struct engine_cmd *cmd,
                  s->output);
     s->records_applied++;
     forward_events(s, s->output);
+    /* The watch may read the order (it leaves the reply alone: reads fill their own). */
+    txn_after_engine(s, p, index, s->scratch + RECORD_PREFIX_BYTES, len);
     *out = s->output;
     return 0;
 }
@@ -176,6 +187,126 @@ int store_sync(struct store *s)
     return wal_sync(&s->wal, &acked);
 }
 
+/* ---- cross-partition transactions ---------------------------------------------------------- */
+
+/* Logs and applies one transaction record of partition p (payload: kind, then bytes). */
+static int txn_record(struct store *s, uint32_t p, uint8_t kind, const uint8_t *bytes, size_t len)
+{
+    ASSERT(p < s->partitions && len + RECORD_PREFIX_BYTES + 1 <= TXN_RECORD_BYTES_MAX);
+    if (!store_has_room(s, len + 1))
+        return SM_E_BUSY;
+    uint8_t *rec = s->txn_record;
+    rec[0] = (uint8_t)p;
+    rec[1] = (uint8_t)(p >> 8);
+    rec[2] = kind;
+    memcpy(rec + 3, bytes, len);
+    uint64_t index = wal_index_next(&s->wal);
+    int rc = append(s, STORE_RECORD_TXN, rec, (uint32_t)(len + 3));
+    if (rc != 0)
+        return rc;
+    s->records_applied++;
+    rc = txn_apply(s, p, index, s->now_ms, rec + RECORD_PREFIX_BYTES, len + 1);
+    ASSERT(rc == 0); /* we built it */
+    return 0;
+}
+
+int store_txn_begin(struct store *s, uint32_t p, const struct engine_cmd *cmd)
+{
+    size_t len;
+    if (engine_encode(cmd, s->scratch, SM_ENGINE_RECORD_BYTES_MAX, &len) != 0)
+        return SM_E_BADARG;
+    return txn_record(s, p, 1, s->scratch, len);
+}
+
+/* The target partition of an encoded message (its bytes 5..8). */
+static uint32_t msg_target(const uint8_t *m)
+{
+    return (uint32_t)m[5] | (uint32_t)m[6] << 8 | (uint32_t)m[7] << 16 | (uint32_t)m[8] << 24;
+}
+
+int store_txn_deliver(struct store *s)
+{
+    struct sm_wbuf *r = &s->outbox_ready;
+    while (s->outbox_ready_pos < r->len) {
+        const uint8_t *at = r->data + s->outbox_ready_pos;
+        uint32_t len =
+            (uint32_t)at[0] | (uint32_t)at[1] << 8 | (uint32_t)at[2] << 16 | (uint32_t)at[3] << 24;
+        ASSERT(len >= 9 && s->outbox_ready_pos + 4 + len <= r->len);
+        uint32_t to = msg_target(at + 4);
+        ASSERT(to < s->partitions);
+        /* Copy out: applying may send, which writes the pending buffer, not this one. */
+        int rc = txn_record(s, to, 2, at + 4, len);
+        if (rc != 0)
+            return rc;
+        s->outbox_ready_pos += 4 + len;
+        ASSERT(s->outbox_count > 0);
+        s->outbox_count--;
+    }
+    r->len = 0;
+    s->outbox_ready_pos = 0;
+    return 0;
+}
+
+void store_txn_durable(struct store *s)
+{
+    if (s->outbox_pending.len == 0)
+        return;
+    if (s->outbox_ready_pos == s->outbox_ready.len) {
+        s->outbox_ready.len = 0;
+        s->outbox_ready_pos = 0;
+    }
+    sm_wbuf_put(&s->outbox_ready, s->outbox_pending.data, s->outbox_pending.len);
+    s->outbox_pending.len = 0;
+    if (s->outbox_ready.failed) {
+        /* Out of memory: drop them all; the resend timer sends them again. */
+        s->outbox_ready.failed = false;
+        s->outbox_ready.len = 0;
+        s->outbox_ready_pos = 0;
+        s->outbox_count = 0;
+    }
+}
+
+bool store_txn_ready(const struct store *s)
+{
+    return s->outbox_ready_pos < s->outbox_ready.len;
+}
+
+void store_txn_send(struct store *s, const struct txn_msg *m)
+{
+    if (s->replaying || s->outbox_count >= SM_TXN_OUTBOX_MAX)
+        return; /* recovery (or the resend timer) sends it again */
+    struct sm_wbuf *w = &s->outbox_pending;
+    size_t at = w->len;
+    sm_wbuf_u32(w, 0);
+    int rc = txn_msg_encode(m, w);
+    if (rc != 0 || w->failed) {
+        w->failed = false;
+        w->len = at;
+        return;
+    }
+    uint32_t len = (uint32_t)(w->len - at - 4);
+    for (int i = 0; i < 4; i++)
+        w->data[at + (size_t)i] = (uint8_t)(len >> (8 * i));
+    s->outbox_count++;
+}
+
+void store_txn_engine(struct store *s, uint32_t p, uint64_t index, const struct engine_cmd *cmd,
+                      struct engine_output *out)
+{
+    uint8_t *buf = s->txn_scratch + SM_ENGINE_RECORD_BYTES_MAX;
+    size_t len;
+    int rc = engine_encode(cmd, buf, SM_ENGINE_RECORD_BYTES_MAX, &len);
+    ASSERT(rc == 0); /* built from a record that decoded */
+    engine_apply(&s->engines[p], index, s->now_ms, buf, len, out);
+    forward_events(s, out);
+}
+
+void store_txn_event(struct store *s, const struct txn_event *ev)
+{
+    if (!s->replaying && s->txn_event_fn)
+        s->txn_event_fn(s->txn_event_ctx, ev);
+}
+
 /* ---- snapshots ----------------------------------------------------------------------------- */
 
 static int snapshot_decode(struct store *s, const uint8_t *data, uint64_t len)
@@ -184,12 +315,19 @@ static int snapshot_decode(struct store *s, const uint8_t *data, uint64_t len)
     sm_rbuf_init(&r, data, len);
     const uint8_t *magic = sm_rbuf_take(&r, 8);
     uint32_t partitions = sm_rbuf_u32(&r);
-    if (!magic || memcmp(magic, SNAPSHOT_MAGIC, 8) != 0 || partitions != s->partitions)
+    bool v1 = magic && memcmp(magic, SNAPSHOT_MAGIC_V1, 8) == 0;
+    if (!magic || (!v1 && memcmp(magic, SNAPSHOT_MAGIC, 8) != 0) || partitions != s->partitions)
         return SM_E_CORRUPT;
     for (uint32_t p = 0; p < partitions; p++) {
         uint64_t n = sm_rbuf_u64(&r);
         const uint8_t *bytes = sm_rbuf_take(&r, n);
         if (!bytes || engine_load(&s->engines[p], bytes, n) != 0)
+            return SM_E_CORRUPT;
+    }
+    if (!v1) {
+        uint64_t n = sm_rbuf_u64(&r);
+        const uint8_t *bytes = sm_rbuf_take(&r, n);
+        if (!bytes || txn_load(s, bytes, n) != 0)
             return SM_E_CORRUPT;
     }
     return sm_rbuf_left(&r) == 0 && sm_rbuf_ok(&r) ? 0 : SM_E_CORRUPT;
@@ -221,6 +359,17 @@ int store_snapshot_write(const struct store *s, uint64_t index)
         for (int i = 0; i < 8; i++)
             w.data[i] = (uint8_t)(n >> (8 * i));
         rc = wal_snapshot_write(&sw, w.data, w.len);
+    }
+    if (rc == 0) {
+        w.len = 0;
+        sm_wbuf_u64(&w, 0);
+        rc = txn_save(s, &w);
+        if (rc == 0 && w.failed)
+            rc = SM_E_NOMEM;
+        uint64_t n = w.len - 8;
+        for (int i = 0; rc == 0 && i < 8; i++)
+            w.data[i] = (uint8_t)(n >> (8 * i));
+        rc = rc ? rc : wal_snapshot_write(&sw, w.data, w.len);
     }
     sm_wbuf_free(&w);
     rc = rc ? rc : wal_snapshot_finish(&sw);
@@ -324,7 +473,7 @@ int store_open(struct store *s, const struct store_config *cfg, struct wal_recov
         batch = (uint32_t)(segment / 2);
     struct wal_config wc = {
         .batch_bytes = batch,
-        .payload_bytes_max = RECORD_PREFIX_BYTES + SM_ENGINE_RECORD_BYTES_MAX,
+        .payload_bytes_max = TXN_RECORD_BYTES_MAX,
         .dir = cfg->dir,
         .fs = cfg->fs,
         .segment_bytes = cfg->segment_bytes,
@@ -347,15 +496,27 @@ int store_open(struct store *s, const struct store_config *cfg, struct wal_recov
     s->wal_open = true;
     s->scratch = malloc(RECORD_PREFIX_BYTES + SM_ENGINE_RECORD_BYTES_MAX);
     s->output = calloc(1, sizeof *s->output);
-    rc = (!s->scratch || !s->output) ? SM_E_NOMEM : engines_init(s, cfg);
+    s->txns = calloc(cfg->partitions, sizeof *s->txns);
+    s->txn_scratch = malloc(2 * SM_ENGINE_RECORD_BYTES_MAX);
+    s->txn_record = malloc(TXN_RECORD_BYTES_MAX);
+    sm_wbuf_init(&s->outbox_pending);
+    sm_wbuf_init(&s->outbox_ready);
+    rc = (!s->scratch || !s->output || !s->txns || !s->txn_scratch || !s->txn_record)
+             ? SM_E_NOMEM
+             : engines_init(s, cfg);
     if (rc != 0) {
         snprintf(why, why_cap, "cannot allocate %u partitions (%s)", cfg->partitions,
                  sm_strerror(rc));
         goto fail;
     }
+    s->replaying = true;
     rc = replay(s, report, why, why_cap);
+    s->replaying = false;
     if (rc != 0)
         goto fail;
+    /* Whatever was in flight is sent again; the batch that sent it is durable. */
+    txn_recover(s);
+    store_txn_durable(s);
     return 0;
 fail:
     store_close(s);
@@ -373,6 +534,12 @@ void store_close(struct store *s)
     }
     free(s->scratch);
     free(s->output);
+    txn_free(s);
+    free(s->txns);
+    free(s->txn_scratch);
+    free(s->txn_record);
+    sm_wbuf_free(&s->outbox_pending);
+    sm_wbuf_free(&s->outbox_ready);
     memset(s, 0, sizeof *s);
 }
 

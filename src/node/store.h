@@ -12,6 +12,9 @@
  *                               record's index and time
  *     type STORE_RECORD_ALL:    payload = engine record; every partition applies it (lock
  *                               sessions: a session must exist wherever it may hold a lock)
+ *     type STORE_RECORD_TXN:    payload = partition (u16 LE) | 1 | client engine record (a
+ *                               cross-partition transaction begins), or partition | 2 | a
+ *                               message between partitions (node/txn.h) that it reacts to
  *
  * A mutation is applied to its engine before it is logged (the engine's reply is the reply the
  * client gets once the batch is durable), so appending must not fail after applying: callers
@@ -21,8 +24,9 @@
  * below) then every record after it, applied in order. Snapshots are written by a forked child
  * (store_snapshot_fork), so the loop is paused only for the fork itself.
  *
- *   snapshot payload: magic "SMSNAP01" | partitions (u32) | per partition: length (u64) |
- *                     engine_save bytes
+ *   snapshot payload: magic "SMSNAP02" | partitions (u32) | per partition: length (u64) |
+ *                     engine_save bytes | length (u64) | transaction rows (txn_save)
+ *   ("SMSNAP01", written before cross-partition transactions, has no rows section.)
  */
 #ifndef SHARDMART_NODE_STORE_H
 #define SHARDMART_NODE_STORE_H
@@ -38,7 +42,16 @@ enum store_record_type {
     STORE_RECORD_ENGINE = 1,
     STORE_RECORD_TICK = 2,
     STORE_RECORD_ALL = 3,
+    STORE_RECORD_TXN = 4,
 };
+
+struct txn_event;
+struct txn_msg;
+struct txn_table;
+
+/* Receives every cross-partition transaction decided while the node is live, so the clients
+ * waiting on it get their reply (node/txn.h). */
+typedef void (*store_txn_event_fn)(void *ctx, const struct txn_event *ev);
 
 /* Receives every lock-waiter event (granted, timed out, cancelled) that applying a record
  * produced, in order, while the node is live (not during recovery: no connection waits then). */
@@ -68,6 +81,19 @@ struct store {
     uint64_t replayed;            /* records replayed at open */
     store_event_fn event_fn;      /* NULL: events are dropped */
     void *event_ctx;
+    /* Cross-partition transactions (node/txn.h): each partition's rows, and the outbox of
+     * messages between partitions: `pending` were produced by the batch being built, `ready`
+     * by batches already durable (each entry: length u32 | message bytes). */
+    struct txn_table *txns;
+    struct sm_wbuf outbox_pending;
+    struct sm_wbuf outbox_ready;
+    size_t outbox_ready_pos; /* bytes of ready already delivered */
+    uint32_t outbox_count;   /* messages in both */
+    bool replaying;          /* recovery: rows change, nothing is sent, no client waits */
+    store_txn_event_fn txn_event_fn;
+    void *txn_event_ctx;
+    uint8_t *txn_scratch; /* an engine record being built by the transaction layer */
+    uint8_t *txn_record;  /* a transaction record being logged */
 };
 
 /* Opens the log in cfg->dir, loads the newest snapshot and replays the log after it. 0, or an
@@ -128,6 +154,32 @@ MUST_USE int store_snapshot(struct store *s);
  * durable, none after it). Touches only the new file, so a forked child can run it while the
  * parent goes on serving; the parent then calls wal_compact. 0 or SM_E_*. */
 MUST_USE int store_snapshot_write(const struct store *s, uint64_t index);
+
+/* ---- cross-partition transactions (node/txn.h) ---------------------------------------------- */
+
+/* Logs and applies the start of a client's cross-partition command cmd (ORDER_PLACE,
+ * ACCOUNT_TRANSFER, ORDER_PAY) at coordinator partition p. Its row (txn_find_coord) then says
+ * whether it is decided; no row means the partition's table is full. 0, SM_E_BADARG (cmd does
+ * not encode), SM_E_BUSY (no room in this batch: nothing done) or the log's error. */
+MUST_USE int store_txn_begin(struct store *s, uint32_t p, const struct engine_cmd *cmd);
+
+/* Delivers every message of durable batches, each as a record of its target partition. 0, or
+ * SM_E_BUSY when the batch filled (the rest waits for the next), or the log's error. */
+MUST_USE int store_txn_deliver(struct store *s);
+
+/* The batch just made durable: its messages may now be delivered. */
+void store_txn_durable(struct store *s);
+
+/* True when messages wait for delivery (the server then runs a batch). */
+bool store_txn_ready(const struct store *s);
+
+/* For node/txn.c: queues a message (dropped while replaying; recovery sends again). */
+void store_txn_send(struct store *s, const struct txn_msg *m);
+/* For node/txn.c: applies cmd to partition p's engine at the current record's index. */
+void store_txn_engine(struct store *s, uint32_t p, uint64_t index, const struct engine_cmd *cmd,
+                      struct engine_output *out);
+/* For node/txn.c: a client's transaction was decided. */
+void store_txn_event(struct store *s, const struct txn_event *ev);
 
 /* Checks every partition's invariants; false with the partition and reason in why. */
 bool store_check(const struct store *s, char *why, size_t why_cap);

@@ -10,9 +10,9 @@
  * the digits being XXH3-64 of (user, request id). Deriving the id from the request id makes a
  * retried ORDER.PLACE name the same order, so the engine's idempotency answers it.
  *
- * This file handles commands whose keys all live in one partition. An order whose SKUs, or a
- * payment or transfer whose accounts, live in different partitions is refused with a clear
- * error until the two-phase path lands (docs/node.md).
+ * An order whose SKUs, or a payment or transfer whose accounts, live in different partitions
+ * goes through a cross-partition transaction (node/txn.h, started by txn_cmd.c), coordinated by
+ * the order's partition (the payer's for a transfer).
  */
 #include <stdio.h>
 #include <string.h>
@@ -115,24 +115,25 @@ static int check_items(const struct resp_request *req, uint32_t first, struct re
     return 0;
 }
 
-/* The one partition of all items, or an error reply when they span several. */
-static int items_partition(const struct store *s, const struct engine_cmd *cmd,
-                           struct resp_encoder *out, uint32_t *p)
+/* The partition of the first item, and whether every item lives there. */
+static bool items_partition(const struct store *s, const struct engine_cmd *cmd, uint32_t *p)
 {
     *p = store_partition(s, cmd->items[0].sku.ptr, cmd->items[0].sku.len);
-    for (uint32_t i = 1; i < cmd->items_count; i++) {
-        uint32_t q = store_partition(s, cmd->items[i].sku.ptr, cmd->items[i].sku.len);
-        if (q != *p) {
-            char msg[160];
-            snprintf(msg, sizeof msg,
-                     "items live in partitions %u and %u: cross-partition "
-                     "orders are not served by this version",
-                     *p, q);
-            int rc = node_reply_err(out, SM_E_BADARG, msg);
-            return rc ? rc : 1;
-        }
-    }
-    return 0;
+    for (uint32_t i = 1; i < cmd->items_count; i++)
+        if (store_partition(s, cmd->items[i].sku.ptr, cmd->items[i].sku.len) != *p)
+            return false;
+    return true;
+}
+
+/* The items of a hold must live in one partition (HOLD.* is the single-partition building
+ * block; cross-partition orders make their holds themselves). */
+static int hold_items_partition(const struct store *s, const struct engine_cmd *cmd,
+                                struct resp_encoder *out, uint32_t *p)
+{
+    if (items_partition(s, cmd, p))
+        return 0;
+    int rc = node_reply_err(out, SM_E_BADARG, "the items of a hold must live in one partition");
+    return rc ? rc : 1;
 }
 
 /* The partition an order id names, or an error reply for an id no order can have. */
@@ -297,17 +298,22 @@ HANDLER(stock_get)
 /* ORDER.PLACE <rid> <user> <ttl_ms> <sku> <quantity> [<sku> <quantity> ...] -> order id */
 HANDLER(order_place)
 {
-    (void)c;
     struct engine_cmd cmd = {.type = ENGINE_ORDER_PLACE};
     int rc = node_preflight(n, true, out);
     rc = rc ? rc : node_check_key(req->argv[1], "request id", out, &cmd.request_id);
     rc = rc ? rc : node_check_key(req->argv[2], "user", out, &cmd.key2);
     rc = rc ? rc : node_check_int(req->argv[3], "ttl_ms", 1, SM_ENGINE_TTL_MS_MAX, out, &cmd.num);
     rc = rc ? rc : check_items(req, 4, out, &cmd);
-    uint32_t p = 0;
-    rc = rc ? rc : items_partition(n->store, &cmd, out, &p);
     if (rc)
         return rc < 0 ? rc : 0;
+    uint32_t p = 0;
+    bool local = items_partition(n->store, &cmd, &p);
+    if (!local && cmd.num > SM_TXN_ORDER_TTL_MS_MAX) {
+        char msg[128];
+        snprintf(msg, sizeof msg, "ttl_ms of an order across partitions must be 1..%lld",
+                 (long long)SM_TXN_ORDER_TTL_MS_MAX);
+        return node_reply_err(out, SM_E_BADARG, msg);
+    }
     uint8_t seed[2 * SM_KEY_BYTES_MAX + 1];
     memcpy(seed, cmd.key2.ptr, cmd.key2.len);
     seed[cmd.key2.len] = 0;
@@ -317,6 +323,8 @@ HANDLER(order_place)
     snprintf(id, sizeof id, "%04x-%016llx", p, (unsigned long long)h);
     cmd.key.ptr = (const uint8_t *)id;
     cmd.key.len = ORDER_ID_BYTES;
+    if (!local)
+        return node_txn_run(n, c, p, &cmd, out);
     const struct engine_output *o;
     rc = store_mutate(n->store, p, &cmd, &o);
     if (rc == SM_E_BUSY)
@@ -330,8 +338,8 @@ HANDLER(order_place)
 }
 
 /* ORDER.<verb> <rid> <order> [...]: the order's partition from its id. */
-static int order_verb(struct node *n, const struct resp_request *req, struct resp_encoder *out,
-                      struct engine_cmd *cmd)
+static int order_verb(struct node *n, struct node_client *c, const struct resp_request *req,
+                      struct resp_encoder *out, struct engine_cmd *cmd)
 {
     int rc = node_preflight(n, true, out);
     rc = rc ? rc : id_and_key(req, "order id", out, cmd);
@@ -339,37 +347,23 @@ static int order_verb(struct node *n, const struct resp_request *req, struct res
     rc = rc ? rc : order_partition(n->store, req->argv[2], out, &p);
     if (rc)
         return rc < 0 ? rc : 0;
-    /* Accounts named by the command must live with the order until the two-phase path lands. */
-    const struct engine_key *accounts[2] = {NULL, NULL};
-    if (cmd->type == ENGINE_ORDER_PAY) {
-        accounts[0] = &cmd->key2;
-        accounts[1] = &cmd->key3;
-    }
-    for (int i = 0; i < 2; i++) {
-        if (!accounts[i])
-            continue;
-        uint32_t q = store_partition(n->store, accounts[i]->ptr, accounts[i]->len);
-        if (q != p) {
-            char msg[160];
-            snprintf(msg, sizeof msg,
-                     "account lives in partition %u and the order in %u: "
-                     "cross-partition payments are not served by this version",
-                     q, p);
-            return node_reply_err(out, SM_E_BADARG, msg);
-        }
-    }
+    /* A payment whose accounts do not both live with the order moves its money through a
+     * cross-partition transaction. */
+    if (c && cmd->type == ENGINE_ORDER_PAY &&
+        (store_partition(n->store, cmd->key2.ptr, cmd->key2.len) != p ||
+         store_partition(n->store, cmd->key3.ptr, cmd->key3.len) != p))
+        return node_txn_run(n, c, p, cmd, out);
     return mutate(n, p, cmd, out);
 }
 
 HANDLER(order_pay)
 {
-    (void)c;
     struct engine_cmd cmd = {.type = ENGINE_ORDER_PAY};
     int rc = node_check_key(req->argv[3], "buyer account", out, &cmd.key2);
     rc = rc ? rc : node_check_key(req->argv[4], "merchant account", out, &cmd.key3);
     if (rc)
         return rc < 0 ? rc : 0;
-    return order_verb(n, req, out, &cmd);
+    return order_verb(n, c, req, out, &cmd);
 }
 
 HANDLER(order_payext)
@@ -379,7 +373,7 @@ HANDLER(order_payext)
     int rc = node_check_key(req->argv[3], "payment reference", out, &cmd.key2);
     if (rc)
         return rc < 0 ? rc : 0;
-    return order_verb(n, req, out, &cmd);
+    return order_verb(n, NULL, req, out, &cmd);
 }
 
 /* ORDER.CANCEL|ORDER.SHIP|ORDER.COMPLETE <rid> <order> */
@@ -387,7 +381,7 @@ static int order_transition(struct node *n, const struct resp_request *req,
                             struct resp_encoder *out, int type)
 {
     struct engine_cmd cmd = {.type = (enum engine_cmd_type)type};
-    return order_verb(n, req, out, &cmd);
+    return order_verb(n, NULL, req, out, &cmd);
 }
 
 /* ORDER.REFUND <rid> <order> RESTOCK|WRITEOFF */
@@ -399,7 +393,7 @@ HANDLER(order_refund)
         cmd.num = 1;
     else if (!proto_slice_eq_nocase(req->argv[3], "WRITEOFF"))
         return node_reply_err(out, SM_E_BADARG, "say RESTOCK or WRITEOFF");
-    return order_verb(n, req, out, &cmd);
+    return order_verb(n, NULL, req, out, &cmd);
 }
 
 HANDLER(order_get)
@@ -427,7 +421,7 @@ HANDLER(hold_prepare)
     rc = rc ? rc : node_check_int(req->argv[3], "ttl_ms", 1, SM_ENGINE_TTL_MS_MAX, out, &cmd.num);
     rc = rc ? rc : check_items(req, 4, out, &cmd);
     uint32_t p = 0;
-    rc = rc ? rc : items_partition(n->store, &cmd, out, &p);
+    rc = rc ? rc : hold_items_partition(n->store, &cmd, out, &p);
     if (rc)
         return rc < 0 ? rc : 0;
     return mutate(n, p, &cmd, out);
@@ -497,7 +491,6 @@ static int account_change(struct node *n, const struct resp_request *req, struct
 /* ACCOUNT.TRANSFER <rid> <from> <to> <cents> */
 HANDLER(account_transfer)
 {
-    (void)c;
     struct engine_cmd cmd = {.type = ENGINE_ACCOUNT_TRANSFER};
     int rc = node_preflight(n, true, out);
     rc = rc ? rc : id_and_key(req, "from account", out, &cmd);
@@ -507,14 +500,8 @@ HANDLER(account_transfer)
         return rc < 0 ? rc : 0;
     uint32_t p = store_partition(n->store, cmd.key.ptr, cmd.key.len);
     uint32_t q = store_partition(n->store, cmd.key2.ptr, cmd.key2.len);
-    if (p != q) {
-        char msg[160];
-        snprintf(msg, sizeof msg,
-                 "accounts live in partitions %u and %u: cross-partition "
-                 "transfers are not served by this version",
-                 p, q);
-        return node_reply_err(out, SM_E_BADARG, msg);
-    }
+    if (p != q)
+        return node_txn_run(n, c, p, &cmd, out);
     return mutate(n, p, &cmd, out);
 }
 
