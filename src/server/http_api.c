@@ -129,6 +129,15 @@ static int run_command(struct node *n, struct node_client *c, struct resp_reques
     resp_encoder_init(&enc, &reply, SM_REQUEST_BYTES_MAX, 3);
     c->resp_version = 3;
     int rc = node_execute(n, c, req, &enc);
+    if (rc == 0 && c->waiting_for != 0 && c->wait_session_len == 0) {
+        /* A cross-partition command goes on without us: its retry answers its outcome. */
+        c->waiting_for = 0;
+        sm_wbuf_free(&reply);
+        return respond_error(out, 409, "PENDING",
+                             "cross-partition command in flight: retry it with the same request "
+                             "id for its outcome",
+                             keep_alive);
+    }
     if (rc == 0 && c->waiting_for != 0) {
         /* A blocking acquire cannot park an HTTP request: the wait stays queued and ends on its
          * deadline; say so rather than hold the connection. */

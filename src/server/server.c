@@ -30,6 +30,7 @@
 #include "limits.h"
 #include "node/node.h"
 #include "node/store.h"
+#include "node/txn.h"
 #include "proto/http.h"
 #include "proto/resp.h"
 #include "server/http_api.h"
@@ -647,12 +648,13 @@ static void flush_after(uv_work_t *w, int status)
     }
     struct conn *held = s->held;
     s->held = NULL;
+    store_txn_durable(&s->store);
     release_batch(s, held);
     if (s->stopping)
         return;
     maybe_spare(s);
     maybe_snapshot(s);
-    if (s->ready_head || s->tick_due)
+    if (s->ready_head || s->tick_due || store_txn_ready(&s->store))
         uv_idle_start(&s->batch_idle, on_batch_idle);
 }
 
@@ -724,6 +726,30 @@ static void on_lock_event(void *ctx, const struct locks_event *ev)
     }
 }
 
+/* The store's sink for cross-partition transactions: every client parked on the decided one
+ * (a retry may wait beside the first) gets its reply, which leaves with the current batch. */
+static void on_txn_event(void *ctx, const struct txn_event *ev)
+{
+    struct server *s = ctx;
+    for (struct conn *c = s->conns; c; c = c->next) {
+        if (c->closing || c->client.waiting_for != ev->waiter_id || c->client.wait_session_len)
+            continue;
+        struct resp_encoder enc;
+        resp_encoder_init(&enc, &c->out, s->cfg->output_bytes_max + CONN_OUT_SLACK_BYTES,
+                          c->client.resp_version);
+        if (node_txn_wake(&c->client, ev, &enc) != 0) {
+            conn_close(c);
+            continue;
+        }
+        c->more_parsed = c->in_len > 0;
+        if (!c->in_batch) {
+            c->in_batch = true;
+            c->next_held = s->woken;
+            s->woken = c;
+        }
+    }
+}
+
 /* One batch: every connection with input executes what it has; the batch's records go to the
  * log with one fsync, and only then are its replies, reads included, released. */
 static void run_batch(struct server *s)
@@ -739,6 +765,10 @@ static void run_batch(struct server *s)
         run_cancels(s);
         if (s->tick_due && store_tick(&s->store) == 0)
             s->tick_due = false;
+        /* Messages between partitions from durable batches (node/txn.h); a full batch leaves
+         * the rest for the next, a failed log refuses everything anyway. */
+        int delivered = store_txn_deliver(&s->store);
+        (void)delivered;
     }
     uint32_t batch = 0;
     for (struct conn *c = list, *next; c; c = next) {
@@ -778,9 +808,11 @@ static void on_batch_check(uv_check_t *h)
     struct server *s = h->data;
     /* While a batch is being made durable the next one waits (its requests stay buffered), so
      * replies always leave in the order the records were logged. */
-    if (!s->flushing && (s->ready_head || s->tick_due))
+    bool messages = s->store_open && store_txn_ready(&s->store);
+    if (!s->flushing && (s->ready_head || s->tick_due || messages))
         run_batch(s);
-    if (s->flushing || (!s->ready_head && !s->tick_due))
+    messages = s->store_open && store_txn_ready(&s->store);
+    if (s->flushing || (!s->ready_head && !s->tick_due && !messages))
         uv_idle_stop(&s->batch_idle);
 }
 
@@ -1036,6 +1068,8 @@ static int open_store(struct server *s)
     s->snapshot_last_index = report->snapshot_found ? report->snapshot_index : 0;
     s->store.event_fn = on_lock_event;
     s->store.event_ctx = s;
+    s->store.txn_event_fn = on_txn_event;
+    s->store.txn_event_ctx = s;
     if (report->torn)
         fprintf(stderr, "shardmart: recovery cut a torn tail of %llu bytes at %s offset %llu\n",
                 (unsigned long long)report->torn_bytes, report->torn_path,
