@@ -12,23 +12,26 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "cli/history.h"
 #include "cli/latency_hist.h"
 #include "cli/resp_client.h"
 #include "limits.h"
 
-enum bench_workload { BENCH_FLASH_SALE, BENCH_SPREAD, BENCH_CART };
-
-enum bench_op_kind { BENCH_OP_CREATE, BENCH_OP_PLACE, BENCH_OP_PAYEXT, BENCH_OP_CANCEL };
+enum bench_workload { BENCH_FLASH_SALE, BENCH_SPREAD, BENCH_CART, BENCH_LOCKS, BENCH_MIXED };
 
 /* Bounds of the tool, each with its reason. */
-#define BENCH_CLIENTS_MAX   4096   /* one poll() set; far past what a 2-core loopback run needs */
-#define BENCH_PIPELINE_MAX  1024   /* the node's --pipeline-max default: deeper only queues there */
-#define BENCH_SKUS_MAX      100000 /* names live in one array; STOCK.GET of each at the end */
-#define BENCH_NAME_BYTES    48     /* "<tag>-<letter><index>" with room to spare */
-#define BENCH_ARGS_BYTES    (16 + 5 * (BENCH_NAME_BYTES + 4)) /* user, ttl, up to 5 items */
-#define BENCH_FOLLOWUPS_MAX 4096  /* cart: acked orders waiting to be paid or cancelled */
-#define BENCH_OUTCOMES_MAX  16    /* distinct error codes counted; the rest are "other" */
-#define BENCH_STALL_MS      10000 /* no reply for this long with requests out: the node is stuck */
+#define BENCH_CLIENTS_MAX    4096 /* one poll() set; far past what a 2-core loopback run needs */
+#define BENCH_PIPELINE_MAX   1024 /* the node's --pipeline-max default: deeper only queues there */
+#define BENCH_SKUS_MAX       100000 /* names live in one array; STOCK.GET of each at the end */
+#define BENCH_NAME_BYTES     48     /* "<tag>-<letter><index>" with room to spare */
+#define BENCH_ARGS_BYTES     (16 + 5 * (BENCH_NAME_BYTES + 4)) /* user, ttl, up to 5 items */
+#define BENCH_FOLLOWUPS_MAX  4096   /* acked orders to pay or cancel, granted locks to release */
+#define BENCH_FOLLOWUP_BYTES 64     /* "<session> <lock> <owner>" or an order id */
+#define BENCH_LOCKS_MAX      100000 /* names live in one array; LOCK.INFO of each in check */
+#define BENCH_ACCOUNTS_MAX   1024   /* all in one partition: found by trying names */
+#define BENCH_AMOUNT_MAX     1000   /* cents moved by one deposit, withdrawal or transfer */
+#define BENCH_OUTCOMES_MAX   16     /* distinct error codes counted; the rest are "other" */
+#define BENCH_STALL_MS       10000 /* no reply for this long with requests out: the node is stuck */
 
 struct bench_config {
     enum bench_workload workload;
@@ -40,6 +43,8 @@ struct bench_config {
     uint64_t duration_ms; /* 0 when bounded by requests only */
     double rate;          /* > 0: open loop at this many operations per second */
     uint32_t skus;
+    uint32_t locks;    /* locks, mixed: distinct lock names */
+    uint32_t accounts; /* mixed: accounts, all in one partition */
     int64_t stock;
     uint32_t users;
     uint32_t partitions;
@@ -52,7 +57,7 @@ struct bench_config {
 /* One operation: what the history records about it besides its reply. */
 struct bench_op {
     uint64_t intended_ns; /* since the run's start: when it was meant to be sent */
-    uint8_t kind;         /* enum bench_op_kind */
+    uint8_t kind;         /* enum history_op */
     char rid[32];
     char args[BENCH_ARGS_BYTES]; /* the arguments after the request id, space-separated */
 };
@@ -70,7 +75,13 @@ struct bench_workload_state {
     uint64_t seq;
     char (*skus)[BENCH_NAME_BYTES];
     uint32_t skus_n;
-    char followups[BENCH_FOLLOWUPS_MAX][40]; /* ring of order ids: cart pays or cancels them */
+    char (*accounts)[BENCH_NAME_BYTES]; /* mixed */
+    uint32_t accounts_n;
+    char session[BENCH_NAME_BYTES]; /* locks, mixed: the one session every acquire uses */
+    uint32_t setup_n;               /* set-up operations: session, SKUs, accounts */
+    /* A ring of follow-ups: order ids to pay or cancel (cart, mixed), "<session> <lock>
+     * <owner>" of granted locks to release (locks, mixed). */
+    char followups[BENCH_FOLLOWUPS_MAX][BENCH_FOLLOWUP_BYTES];
     uint8_t followup_kind[BENCH_FOLLOWUPS_MAX];
     uint32_t followups_head;
     uint32_t followups_n;
@@ -86,19 +97,23 @@ struct bench_result {
     uint32_t outcomes_n;
 };
 
-const char *bench_op_name(int kind);
 uint64_t bench_now_ns(void);
 
 /* Picks SKU names (cart: all in one partition) and the run tag. 0, SM_E_NOMEM or SM_E_BADARG
  * (no names found in the same partition). Free with bench_workload_free. */
 MUST_USE int bench_workload_init(struct bench_workload_state *w, const struct bench_config *cfg);
 void bench_workload_free(struct bench_workload_state *w);
-/* The set-up operation i (STOCK.CREATE of SKU i) into op. */
+/* The set-up operation i < w->setup_n (SESSION.OPEN, STOCK.CREATE, ACCOUNT.OPEN) into op. */
 void bench_workload_setup_op(struct bench_workload_state *w, uint32_t i, struct bench_op *op);
 /* The next load operation into op (a follow-up payment or cancel first, in cart). */
 void bench_workload_next(struct bench_workload_state *w, struct bench_op *op);
-/* Tells the workload an order was placed (cart queues a payment or a cancel for some). */
-void bench_workload_placed(struct bench_workload_state *w, const char *order_id);
+/* Tells the workload op was acknowledged with result (history.h): a placed order (cart, mixed
+ * queue a payment or a cancel for some), a granted lock (queues its release). */
+void bench_workload_acked(struct bench_workload_state *w, const struct bench_op *op,
+                          const char *result);
+/* The result column of the current reply of c to op: a granted lock's token or NOT_GRANTED,
+ * else the reply as text ("?" when it is not text). */
+void bench_reply_result(const struct rc_conn *c, const struct bench_op *op, char *s, size_t cap);
 
 /* Encodes op as a command on c. */
 void bench_send_op(struct rc_conn *c, const struct bench_op *op);

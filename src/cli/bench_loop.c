@@ -98,14 +98,14 @@ static void on_reply(struct loop *l, uint32_t ci, uint64_t now_ns)
     const char *outcome = "ok";
     if (rc_is_error(&c->conn, code, sizeof code))
         outcome = code;
-    else if (!rc_text(&c->conn, result, sizeof result))
-        (void)snprintf(result, sizeof result, "%s", "?");
+    else
+        bench_reply_result(&c->conn, op, result, sizeof result);
     uint64_t lat_ns = now_ns > op->intended_ns ? now_ns - op->intended_ns : 0;
     latency_hist_record(&l->r->hist, lat_ns);
     bench_count_outcome(l->r, outcome);
     bench_history_line(l->history, ci + 1, op, now_ns, outcome, result);
-    if (op->kind == BENCH_OP_PLACE && outcome[0] == 'o' && outcome[1] == 'k')
-        bench_workload_placed(l->w, result);
+    if (strcmp(outcome, "ok") == 0)
+        bench_workload_acked(l->w, op, result);
     c->head = (c->head + 1) % l->cfg->pipeline;
     c->count--;
     l->inflight--;

@@ -7,6 +7,11 @@
  *   spread      --skus SKUs; single-unit orders for a random SKU and user
  *   cart        --skus SKUs of one partition; orders of 2-5 distinct SKUs; about half the placed
  *               orders are then paid (ORDER.PAYEXT) and a quarter cancelled
+ *   locks       one session, --locks names; LOCK.ACQUIRE of a random name by a fresh owner (a
+ *               try, with a lease); every grant is released by the next operation issued
+ *   mixed       per operation: 40% single-unit orders over --skus SKUs (then paid or cancelled
+ *               as in cart), 20% lock acquires (then released), 40% money: deposits,
+ *               withdrawals and transfers between --accounts accounts of one partition
  */
 #include <stdlib.h>
 #include <string.h>
@@ -16,15 +21,6 @@
 #include "cli/bench.h"
 #include "shardmart/ring.h"
 #include "util/error.h"
-
-static const char *const op_names[] = {"STOCK.CREATE", "ORDER.PLACE", "ORDER.PAYEXT",
-                                       "ORDER.CANCEL"};
-
-const char *bench_op_name(int kind)
-{
-    ASSERT(kind >= 0 && kind <= BENCH_OP_CANCEL);
-    return op_names[kind];
-}
 
 uint64_t bench_now_ns(void)
 {
@@ -48,24 +44,38 @@ static uint32_t rng_below(struct bench_workload_state *w, uint32_t n)
     return (uint32_t)((rng_next(w) >> 32) * n >> 32);
 }
 
-/* Cart SKUs must share a partition (the node refuses cross-partition orders): keep generated
- * names whose partition is the first one's. */
-static int pick_cart_names(struct bench_workload_state *w)
+/* Cart SKUs and mixed accounts must share a partition (the node refuses orders and transfers
+ * that span partitions): keep generated names "<tag>-<letter><i>" whose partition is the first
+ * one's. */
+static int pick_colocated(struct bench_workload_state *w, char letter, uint32_t want_n,
+                          char (*names)[BENCH_NAME_BYTES], uint32_t *names_n)
 {
     uint32_t want = 0;
-    uint64_t tries_max = (uint64_t)w->cfg->skus * w->cfg->partitions * 64 + 1000;
-    for (uint64_t i = 0; w->skus_n < w->cfg->skus && i < tries_max; i++) {
+    uint64_t tries_max = (uint64_t)want_n * w->cfg->partitions * 64 + 1000;
+    for (uint64_t i = 0; *names_n < want_n && i < tries_max; i++) {
         char name[BENCH_NAME_BYTES];
-        int n = snprintf(name, sizeof name, "%s-c%llu", w->tag, (unsigned long long)i);
+        int n = snprintf(name, sizeof name, "%s-%c%llu", w->tag, letter, (unsigned long long)i);
         uint32_t p = 0;
         if (ring_key_partition(name, (size_t)n, w->cfg->partitions, &p) != 0)
             return SM_E_BADARG;
-        if (w->skus_n == 0)
+        if (*names_n == 0)
             want = p;
         if (p == want)
-            memcpy(w->skus[w->skus_n++], name, (size_t)n + 1);
+            memcpy(names[(*names_n)++], name, (size_t)n + 1);
     }
-    return w->skus_n == w->cfg->skus ? 0 : SM_E_BADARG;
+    return *names_n == want_n ? 0 : SM_E_BADARG;
+}
+
+static uint32_t skus_wanted(const struct bench_config *cfg)
+{
+    switch (cfg->workload) {
+    case BENCH_FLASH_SALE:
+        return 1;
+    case BENCH_LOCKS:
+        return 0;
+    default:
+        return cfg->skus;
+    }
 }
 
 int bench_workload_init(struct bench_workload_state *w, const struct bench_config *cfg)
@@ -77,12 +87,19 @@ int bench_workload_init(struct bench_workload_state *w, const struct bench_confi
      * node must still use fresh request ids and SKU names. */
     uint64_t t = bench_now_ns() ^ ((uint64_t)getpid() << 40);
     (void)snprintf(w->tag, sizeof w->tag, "b%08llx", (unsigned long long)(t & 0xffffffffu));
-    uint32_t n = cfg->workload == BENCH_FLASH_SALE ? 1 : cfg->skus;
-    w->skus = calloc(n, sizeof *w->skus);
-    if (!w->skus)
+    bool with_locks = cfg->workload == BENCH_LOCKS || cfg->workload == BENCH_MIXED;
+    uint32_t n = skus_wanted(cfg), accounts = cfg->workload == BENCH_MIXED ? cfg->accounts : 0;
+    w->skus = calloc(n + 1, sizeof *w->skus);
+    w->accounts = calloc(accounts + 1, sizeof *w->accounts);
+    if (!w->skus || !w->accounts)
         return SM_E_NOMEM;
+    if (with_locks)
+        (void)snprintf(w->session, sizeof w->session, "%s-session", w->tag);
+    w->setup_n = (with_locks ? 1 : 0) + n + accounts;
+    if (accounts > 0 && pick_colocated(w, 'a', accounts, w->accounts, &w->accounts_n) != 0)
+        return SM_E_BADARG;
     if (cfg->workload == BENCH_CART)
-        return pick_cart_names(w);
+        return pick_colocated(w, 'c', n, w->skus, &w->skus_n);
     for (uint32_t i = 0; i < n; i++)
         (void)snprintf(w->skus[i], BENCH_NAME_BYTES, "%s-%c%u", w->tag,
                        cfg->workload == BENCH_FLASH_SALE ? 'f' : 's', i);
@@ -93,7 +110,9 @@ int bench_workload_init(struct bench_workload_state *w, const struct bench_confi
 void bench_workload_free(struct bench_workload_state *w)
 {
     free(w->skus);
+    free(w->accounts);
     w->skus = NULL;
+    w->accounts = NULL;
 }
 
 static void next_rid(struct bench_workload_state *w, struct bench_op *op)
@@ -101,14 +120,30 @@ static void next_rid(struct bench_workload_state *w, struct bench_op *op)
     (void)snprintf(op->rid, sizeof op->rid, "%s-%llu", w->tag, (unsigned long long)++w->seq);
 }
 
+/* Set-up order: the session (locks, mixed), then the SKUs, then the accounts (mixed; every
+ * fourth may overdraw by 500 cents, so the money proof sees both kinds). */
 void bench_workload_setup_op(struct bench_workload_state *w, uint32_t i, struct bench_op *op)
 {
-    ASSERT(i < w->skus_n);
-    op->kind = BENCH_OP_CREATE;
+    ASSERT(i < w->setup_n);
     next_rid(w, op);
-    bool limited = w->cfg->workload == BENCH_FLASH_SALE;
-    (void)snprintf(op->args, sizeof op->args, "%s %lld%s PRICE 100", w->skus[i],
-                   (long long)w->cfg->stock, limited ? " LIMIT 1" : "");
+    if (w->session[0] && i == 0) {
+        op->kind = HISTORY_SESSION;
+        (void)snprintf(op->args, sizeof op->args, "%s %lld", w->session, (long long)w->cfg->ttl_ms);
+        return;
+    }
+    i -= w->session[0] ? 1 : 0;
+    if (i < w->skus_n) {
+        op->kind = HISTORY_CREATE;
+        bool limited = w->cfg->workload == BENCH_FLASH_SALE;
+        (void)snprintf(op->args, sizeof op->args, "%s %lld%s PRICE 100", w->skus[i],
+                       (long long)w->cfg->stock, limited ? " LIMIT 1" : "");
+        return;
+    }
+    i -= w->skus_n;
+    ASSERT(i < w->accounts_n);
+    op->kind = HISTORY_OPEN;
+    (void)snprintf(op->args, sizeof op->args, "%s%s", w->accounts[i],
+                   i % 4 == 3 ? " OVERDRAFT 500" : "");
 }
 
 /* Cart: 2-5 distinct SKUs (fewer when fewer exist), one unit each. */
@@ -128,13 +163,36 @@ static void cart_items(struct bench_workload_state *w, char *s, size_t cap)
     }
 }
 
+/* A try-acquire of a random lock by a fresh owner, leased for --ttl-ms. */
+static void lock_acquire(struct bench_workload_state *w, struct bench_op *op)
+{
+    op->kind = HISTORY_ACQUIRE;
+    (void)snprintf(op->args, sizeof op->args, "%s %s-l%u %llu LEASE %lld", w->session, w->tag,
+                   rng_below(w, w->cfg->locks), (unsigned long long)w->seq,
+                   (long long)w->cfg->ttl_ms);
+}
+
+/* A deposit, withdrawal or transfer of 1..BENCH_AMOUNT_MAX cents (mixed). */
+static void money(struct bench_workload_state *w, struct bench_op *op, uint32_t dice)
+{
+    uint32_t a = rng_below(w, w->accounts_n), amount = 1 + rng_below(w, BENCH_AMOUNT_MAX);
+    if (dice < 2 || w->accounts_n < 2) {
+        op->kind = dice % 2 ? HISTORY_WITHDRAW : HISTORY_DEPOSIT;
+        (void)snprintf(op->args, sizeof op->args, "%s %u", w->accounts[a], amount);
+        return;
+    }
+    uint32_t b = (a + 1 + rng_below(w, w->accounts_n - 1)) % w->accounts_n; /* b != a */
+    op->kind = HISTORY_TRANSFER;
+    (void)snprintf(op->args, sizeof op->args, "%s %s %u", w->accounts[a], w->accounts[b], amount);
+}
+
 void bench_workload_next(struct bench_workload_state *w, struct bench_op *op)
 {
     next_rid(w, op);
     if (w->followups_n > 0) {
         uint32_t at = w->followups_head;
         op->kind = w->followup_kind[at];
-        if (op->kind == BENCH_OP_PAYEXT)
+        if (op->kind == HISTORY_PAYEXT)
             (void)snprintf(op->args, sizeof op->args, "%s pay-%s", w->followups[at], op->rid);
         else
             (void)snprintf(op->args, sizeof op->args, "%s", w->followups[at]);
@@ -142,7 +200,22 @@ void bench_workload_next(struct bench_workload_state *w, struct bench_op *op)
         w->followups_n--;
         return;
     }
-    op->kind = BENCH_OP_PLACE;
+    if (w->cfg->workload == BENCH_LOCKS) {
+        lock_acquire(w, op);
+        return;
+    }
+    if (w->cfg->workload == BENCH_MIXED) {
+        uint32_t dice = rng_below(w, 10);
+        if (dice >= 4 && dice < 6) {
+            lock_acquire(w, op);
+            return;
+        }
+        if (dice >= 6) {
+            money(w, op, dice - 6);
+            return;
+        }
+    }
+    op->kind = HISTORY_PLACE;
     int n = snprintf(op->args, sizeof op->args, "u%u %lld", rng_below(w, w->cfg->users),
                      (long long)w->cfg->ttl_ms);
     ASSERT(n > 0 && (size_t)n < sizeof op->args);
@@ -150,21 +223,57 @@ void bench_workload_next(struct bench_workload_state *w, struct bench_op *op)
         cart_items(w, op->args, sizeof op->args);
         return;
     }
-    uint32_t k = w->cfg->workload == BENCH_FLASH_SALE ? 0 : rng_below(w, w->skus_n);
+    uint32_t k = w->skus_n == 1 ? 0 : rng_below(w, w->skus_n);
     (void)snprintf(op->args + n, sizeof op->args - (size_t)n, " %s 1", w->skus[k]);
 }
 
-void bench_workload_placed(struct bench_workload_state *w, const char *order_id)
+static void followup(struct bench_workload_state *w, uint8_t kind, const char *args, size_t len)
 {
-    if (w->cfg->workload != BENCH_CART || w->followups_n == BENCH_FOLLOWUPS_MAX)
+    uint32_t at = (w->followups_head + w->followups_n) % BENCH_FOLLOWUPS_MAX;
+    ASSERT(w->followups_n < BENCH_FOLLOWUPS_MAX && len < sizeof w->followups[at]);
+    memcpy(w->followups[at], args, len);
+    w->followups[at][len] = '\0';
+    w->followup_kind[at] = kind;
+    w->followups_n++;
+}
+
+void bench_workload_acked(struct bench_workload_state *w, const struct bench_op *op,
+                          const char *result)
+{
+    if (w->followups_n == BENCH_FOLLOWUPS_MAX)
+        return; /* the follow-ups are a sample; the ring full means the load outruns them */
+    if (op->kind == HISTORY_ACQUIRE && strcmp(result, "NOT_GRANTED") != 0) {
+        /* "<session> <lock> <owner>": the acquire's arguments up to its LEASE. */
+        const char *lease = strstr(op->args, " LEASE ");
+        ASSERT(lease != NULL);
+        followup(w, HISTORY_RELEASE, op->args, (size_t)(lease - op->args));
+        return;
+    }
+    bool orders = w->cfg->workload == BENCH_CART || w->cfg->workload == BENCH_MIXED;
+    if (op->kind != HISTORY_PLACE || !orders)
         return;
     uint32_t dice = rng_below(w, 4);
     if (dice == 3)
         return; /* left reserved */
-    uint32_t at = (w->followups_head + w->followups_n) % BENCH_FOLLOWUPS_MAX;
-    (void)snprintf(w->followups[at], sizeof w->followups[at], "%s", order_id);
-    w->followup_kind[at] = dice == 2 ? BENCH_OP_CANCEL : BENCH_OP_PAYEXT;
-    w->followups_n++;
+    size_t len = strlen(result);
+    if (len < BENCH_FOLLOWUP_BYTES)
+        followup(w, dice == 2 ? HISTORY_CANCEL : HISTORY_PAYEXT, result, len);
+}
+
+void bench_reply_result(const struct rc_conn *c, const struct bench_op *op, char *s, size_t cap)
+{
+    char status[24] = "";
+    int64_t token = 0;
+    if (op->kind == HISTORY_ACQUIRE) {
+        if (rc_field_str(c, "status", status, sizeof status) && strcmp(status, "GRANTED") == 0 &&
+            rc_field_int(c, "token", &token))
+            (void)snprintf(s, cap, "%lld", (long long)token);
+        else
+            (void)snprintf(s, cap, "%s", status[0] ? status : "?");
+        return;
+    }
+    if (!rc_text(c, s, cap))
+        (void)snprintf(s, cap, "%s", "?");
 }
 
 void bench_send_op(struct rc_conn *c, const struct bench_op *op)
@@ -173,7 +282,7 @@ void bench_send_op(struct rc_conn *c, const struct bench_op *op)
     memcpy(args, op->args, sizeof args);
     const char *argv[2 + 2 * SM_ORDER_ITEMS_MAX + 8];
     int argc = 0;
-    argv[argc++] = bench_op_name(op->kind);
+    argv[argc++] = history_op_name(op->kind);
     argv[argc++] = op->rid;
     char *save = NULL;
     for (char *t = strtok_r(args, " ", &save); t; t = strtok_r(NULL, " ", &save)) {
@@ -188,7 +297,7 @@ void bench_history_line(FILE *f, uint32_t client, const struct bench_op *op, uin
 {
     if (!f)
         return;
-    (void)fprintf(f, "%u\t%s\t%s\t%llu\t%llu\t%s\t%s\t%s\n", client, bench_op_name(op->kind),
+    (void)fprintf(f, "%u\t%s\t%s\t%llu\t%llu\t%s\t%s\t%s\n", client, history_op_name(op->kind),
                   op->rid, (unsigned long long)(op->intended_ns / 1000),
                   (unsigned long long)(reply_ns / 1000), outcome, result, op->args);
 }

@@ -1,9 +1,9 @@
 /*
- * `shardmart bench <flash-sale|spread|cart>`: a load generator that speaks RESP to a node, counts
- * the outcome of every operation, measures latency with a log-linear histogram and can record a
- * history for `shardmart check` (docs/tools.md). This file holds the flags, the set-up (creating
- * the SKUs), the final read of the stock and the summary; bench_loop.c drives the load and
- * bench_workload.c decides what each operation is.
+ * `shardmart bench <flash-sale|spread|cart|locks|mixed>`: a load generator that speaks RESP to a
+ * node, counts the outcome of every operation, measures latency with a log-linear histogram and can
+ * record a history for `shardmart check` (docs/tools.md). This file holds the flags, the set-up
+ * (the session, SKUs and accounts), the final read of the stock and the summary; bench_loop.c
+ * drives the load and bench_workload.c decides what each operation is.
  */
 #include <errno.h>
 #include <jansson.h>
@@ -16,11 +16,14 @@
 #include "util/error.h"
 
 const char cli_bench_usage[] =
-    "usage: shardmart bench <flash-sale|spread|cart> [options]\n"
+    "usage: shardmart bench <flash-sale|spread|cart|locks|mixed> [options]\n"
     "Drives load at a node over RESP and reports throughput, outcomes and latency.\n"
     "  flash-sale  one SKU of --stock units, LIMIT 1 per user; single-unit orders of random users\n"
     "  spread      --skus SKUs; single-unit orders of a random SKU\n"
     "  cart        --skus SKUs in one partition; orders of 2-5 SKUs, then some paid or cancelled\n"
+    "  locks       try-acquires of --locks locks by fresh owners; every grant then released\n"
+    "  mixed       40% orders over --skus SKUs, 20% lock cycles, 40% deposits, withdrawals\n"
+    "              and transfers between --accounts accounts of one partition\n"
     "options:\n"
     "  --host H          node address (default 127.0.0.1)\n"
     "  --port P          RESP port (default 7379)\n"
@@ -30,12 +33,15 @@ const char cli_bench_usage[] =
     "  --duration-ms T   stop sending after T ms\n"
     "  --rate R          open loop: R operations per second at fixed intended times; latency\n"
     "                    counts from the intended time (default: closed loop)\n"
-    "  --skus N          SKUs for spread and cart (default 1000 spread, 16 cart)\n"
+    "  --skus N          SKUs for spread, cart, mixed (default 1000 spread, 16 cart, 100 mixed)\n"
+    "  --locks N         lock names for locks and mixed (default 64, 1..100000)\n"
+    "  --accounts N      accounts for mixed (default 16, 1..1024)\n"
     "  --stock Q         units per SKU (default 1000)\n"
     "  --users N         distinct buyers (default 100000)\n"
-    "  --partitions P    the node's partition count, for cart's SKU names (default: asked\n"
-    "                    with CONFIG GET partitions)\n"
-    "  --ttl-ms T        reservation time of each order (default 600000)\n"
+    "  --partitions P    the node's partition count, for cart's SKUs and mixed's accounts\n"
+    "                    (default: asked with CONFIG GET partitions)\n"
+    "  --ttl-ms T        reservation time of each order, lease of each lock and the session's\n"
+    "                    time to live (default 600000)\n"
     "  --history FILE    write one line per operation (TSV, see docs/tools.md)\n"
     "  --seed S          random seed (default 1)\n"
     "  --json            print the summary as one JSON object\n"
@@ -65,8 +71,8 @@ struct int_flag {
 
 /* Raw integer flags before they become the config (-1: not given). */
 struct bench_flags {
-    int64_t port, clients, pipeline, requests, duration_ms, rate, skus, stock, users, partitions,
-        ttl_ms, seed;
+    int64_t port, clients, pipeline, requests, duration_ms, rate, skus, locks, accounts, stock,
+        users, partitions, ttl_ms, seed;
 };
 
 #define INT_FLAG(n, f, lo, hi)                                                                     \
@@ -81,6 +87,8 @@ static const struct int_flag int_flags[] = {
     INT_FLAG("--duration-ms", duration_ms, 1, INT64_C(86400000)),
     INT_FLAG("--rate", rate, 1, INT64_C(100000000)),
     INT_FLAG("--skus", skus, 1, BENCH_SKUS_MAX),
+    INT_FLAG("--locks", locks, 1, BENCH_LOCKS_MAX),
+    INT_FLAG("--accounts", accounts, 1, BENCH_ACCOUNTS_MAX),
     INT_FLAG("--stock", stock, 0, INT64_C(1) << 40),
     INT_FLAG("--users", users, 1, INT64_C(4000000000)),
     INT_FLAG("--partitions", partitions, 1, SM_PARTITIONS_MAX),
@@ -124,7 +132,10 @@ static bool parse_flags(int argc, char **argv, struct bench_config *cfg)
     cfg->duration_ms = (uint64_t)or_default(f.duration_ms, 0);
     cfg->requests = (uint64_t)or_default(f.requests, cfg->duration_ms ? 0 : 100000);
     cfg->rate = (double)or_default(f.rate, 0);
-    cfg->skus = (uint32_t)or_default(f.skus, cfg->workload == BENCH_CART ? 16 : 1000);
+    int64_t skus = cfg->workload == BENCH_CART ? 16 : cfg->workload == BENCH_MIXED ? 100 : 1000;
+    cfg->skus = (uint32_t)or_default(f.skus, skus);
+    cfg->locks = (uint32_t)or_default(f.locks, 64);
+    cfg->accounts = (uint32_t)or_default(f.accounts, 16);
     cfg->stock = or_default(f.stock, 1000);
     cfg->users = (uint32_t)or_default(f.users, 100000);
     cfg->partitions = (uint32_t)or_default(f.partitions, 0); /* 0: ask the node */
@@ -137,12 +148,13 @@ static bool parse_flags(int argc, char **argv, struct bench_config *cfg)
  * under the node's default --pipeline-max. */
 #define BENCH_SETUP_CHUNK 256
 
-/* Creates every SKU of the workload (pipelined), recording each in the history. */
+/* Opens the session, creates every SKU, opens every account of the workload (pipelined),
+ * recording each in the history. */
 static int setup(struct rc_conn *c, struct bench_workload_state *w, FILE *history)
 {
     static struct bench_op ops[BENCH_SETUP_CHUNK];
-    for (uint32_t base = 0; base < w->skus_n; base += BENCH_SETUP_CHUNK) {
-        uint32_t n = w->skus_n - base < BENCH_SETUP_CHUNK ? w->skus_n - base : BENCH_SETUP_CHUNK;
+    for (uint32_t base = 0; base < w->setup_n; base += BENCH_SETUP_CHUNK) {
+        uint32_t n = w->setup_n - base < BENCH_SETUP_CHUNK ? w->setup_n - base : BENCH_SETUP_CHUNK;
         for (uint32_t i = 0; i < n; i++) {
             bench_workload_setup_op(w, base + i, &ops[i]);
             ops[i].intended_ns = 0;
@@ -155,11 +167,14 @@ static int setup(struct rc_conn *c, struct bench_workload_state *w, FILE *histor
                 fprintf(stderr, "shardmart bench: set-up failed: %s\n", sm_strerror(rc));
                 return rc;
             }
+            char result[64] = "-";
             bool err = rc_is_error(c, code, sizeof code);
-            bench_history_line(history, 0, &ops[i], 0, err ? code : "ok", err ? "-" : "OK");
+            if (!err)
+                bench_reply_result(c, &ops[i], result, sizeof result);
+            bench_history_line(history, 0, &ops[i], 0, err ? code : "ok", result);
             if (err) {
-                fprintf(stderr, "shardmart bench: STOCK.CREATE %s: %.*s\n", w->skus[base + i],
-                        (int)c->vals[0].str.len, (const char *)c->vals[0].str.ptr);
+                fprintf(stderr, "shardmart bench: %s %s: %.*s\n", history_op_name(ops[i].kind),
+                        ops[i].args, (int)c->vals[0].str.len, (const char *)c->vals[0].str.ptr);
                 return SM_E_STATE;
             }
         }
@@ -199,7 +214,8 @@ static int read_stock(struct rc_conn *c, const struct bench_workload_state *w,
     return 0;
 }
 
-static const char *const workload_names[] = {"flash-sale", "spread", "cart"};
+static const char *const workload_names[] = {"flash-sale", "spread", "cart", "locks", "mixed"};
+#define WORKLOADS_N (sizeof workload_names / sizeof workload_names[0])
 
 static const struct bench_outcome *outcome_at(const struct bench_result *r, uint32_t i)
 {
@@ -315,7 +331,8 @@ static int run(const struct bench_config *cfg, struct bench_workload_state *w, F
     return rc == 0 && rc_read == 0 ? 0 : 1;
 }
 
-/* Cart needs the node's partition count to pick names that share one: CONFIG GET partitions. */
+/* Cart and mixed need the node's partition count to pick names that share one: CONFIG GET
+ * partitions. */
 static uint32_t ask_partitions(const struct bench_config *cfg)
 {
     struct rc_conn c;
@@ -346,10 +363,11 @@ int cli_bench(int argc, char **argv)
         return 2;
     }
     size_t k = 0;
-    while (k < 3 && strcmp(argv[0], workload_names[k]) != 0)
+    while (k < WORKLOADS_N && strcmp(argv[0], workload_names[k]) != 0)
         k++;
-    if (k == 3) {
-        fprintf(stderr, "shardmart bench: unknown workload '%s' (flash-sale, spread, cart)\n",
+    if (k == WORKLOADS_N) {
+        fprintf(stderr,
+                "shardmart bench: unknown workload '%s' (flash-sale, spread, cart, locks, mixed)\n",
                 argv[0]);
         return 2;
     }
@@ -357,11 +375,13 @@ int cli_bench(int argc, char **argv)
     if (!parse_flags(argc, argv, &cfg))
         return 2;
     if (cfg.partitions == 0)
-        cfg.partitions = cfg.workload == BENCH_CART ? ask_partitions(&cfg) : SM_PARTITIONS_DEFAULT;
+        cfg.partitions = cfg.workload == BENCH_CART || cfg.workload == BENCH_MIXED
+                             ? ask_partitions(&cfg)
+                             : SM_PARTITIONS_DEFAULT;
     static struct bench_workload_state w;
     int rc = bench_workload_init(&w, &cfg);
     if (rc != 0) {
-        fprintf(stderr, "shardmart bench: cannot pick SKU names: %s\n", sm_strerror(rc));
+        fprintf(stderr, "shardmart bench: cannot pick SKU or account names: %s\n", sm_strerror(rc));
         bench_workload_free(&w);
         return 2;
     }

@@ -14,8 +14,15 @@
 
 #define HISTORY_FIELDS 8
 
-static const char *const op_names[] = {"STOCK.CREATE", "ORDER.PLACE", "ORDER.PAYEXT",
-                                       "ORDER.CANCEL"};
+#define HISTORY_OP_NAME(e, name) name,
+static const char *const op_names[] = {HISTORY_OPS(HISTORY_OP_NAME)};
+#undef HISTORY_OP_NAME
+
+const char *history_op_name(int op)
+{
+    ASSERT(op >= 0 && op < HISTORY_OPS_N);
+    return op_names[op];
+}
 
 static char *read_all(const char *path)
 {
@@ -78,21 +85,24 @@ static bool parse_line(char *s, struct history_line *l, char *why, size_t why_ca
         return false;
     }
     size_t op = 0;
-    while (op < 4 && strcmp(f[1], op_names[op]) != 0)
+    while (op < HISTORY_OPS_N && strcmp(f[1], op_names[op]) != 0)
         op++;
-    const char *bad = !all_digits(f[0])   ? "client is not a number"
-                      : op == 4           ? "unknown operation"
-                      : !*f[2]            ? "empty request id"
-                      : !all_digits(f[3]) ? "intended_us is not a number"
-                      : !all_digits(f[4]) ? "reply_us is not a number"
-                      : !*f[5] || !*f[6]  ? "empty outcome or result"
-                      : !*f[7]            ? "no arguments"
-                                          : NULL;
+    const char *bad = !all_digits(f[0])     ? "client is not a number"
+                      : op == HISTORY_OPS_N ? "unknown operation"
+                      : !*f[2]              ? "empty request id"
+                      : !all_digits(f[3])   ? "intended_us is not a number"
+                      : !all_digits(f[4])   ? "reply_us is not a number"
+                      : !*f[5] || !*f[6]    ? "empty outcome or result"
+                      : !*f[7]              ? "no arguments"
+                                            : NULL;
     if (bad) {
         snprintf(why, why_cap, "%s", bad);
         return false;
     }
     l->op = (uint8_t)op;
+    l->client = (uint32_t)strtoul(f[0], NULL, 10);
+    l->intended_us = strtoull(f[3], NULL, 10);
+    l->reply_us = strtoull(f[4], NULL, 10);
     l->rid = f[2];
     l->outcome = f[5];
     l->result = f[6];
