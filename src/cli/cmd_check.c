@@ -9,15 +9,18 @@
  *      available + reserved + sold == stocked (so no oversell), and reserved + sold equals the
  *      units of acknowledged orders now RESERVED/PAID/SHIPPED/COMPLETED, plus at most the units
  *      of orders whose reply never came;
- *   4. no user holds more than a SKU's LIMIT across its live acknowledged orders.
+ *   4. no user holds more than a SKU's LIMIT across its live acknowledged orders;
+ *   5. money conserved (check_money.c) and 6. lock safety (check_locks.c), see check.h.
  *
  * Exit 0 with a one-line summary, 1 with the first violation, 2 for usage or a bad history.
  */
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli/check.h"
 #include "cli/commands.h"
 #include "cli/history.h"
 #include "cli/resp_client.h"
@@ -26,16 +29,13 @@
 const char cli_check_usage[] =
     "usage: shardmart check FILE [--host H] [--port P]\n"
     "Reads a history written by 'shardmart bench --history FILE' and proves it against the\n"
-    "node's state: acknowledged orders exist once, no oversell, stock identities, per-user "
-    "limits,\n"
-    "one result per request id (docs/tools.md).\n"
+    "node's state: acknowledged orders exist once, no oversell, stock identities, per-user\n"
+    "limits, one result per request id, money conserved, lock tokens increasing and never two\n"
+    "holders at once (docs/tools.md).\n"
     "exit: 0 all hold, 1 a violation (the first is explained), 2 usage or malformed history\n";
 
-#define CHECK_CHUNK      256 /* pipelined reads per round trip */
-#define CHECK_TIMEOUT_MS 10000
-
 struct check_sku {
-    char name[160];
+    char name[CHECK_NAME_BYTES];
     uint32_t line;
     int64_t stocked, limit, live, unknown;
 };
@@ -60,7 +60,35 @@ struct check {
     struct check_hold *holds;
     size_t holds_n;
     int64_t totals[4]; /* available, reserved, sold, stocked over all SKUs */
+    struct check_summary summary;
 };
+
+int check_violation(const char *fmt, ...)
+{
+    char text[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(text, sizeof text, fmt, ap);
+    va_end(ap);
+    printf("check: VIOLATION: %s\n", n >= 0 ? text : fmt);
+    return 1;
+}
+
+bool check_word_int(const char *word, size_t len, int64_t max, int64_t *v)
+{
+    int64_t x = 0;
+    if (len == 0 || len > 19)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        if (word[i] < '0' || word[i] > '9' || __builtin_mul_overflow(x, 10, &x) ||
+            __builtin_add_overflow(x, word[i] - '0', &x))
+            return false;
+    }
+    if (x > max)
+        return false;
+    *v = x;
+    return true;
+}
 
 static int violation(const char *fmt, const char *a, const char *b, uint32_t l1, uint32_t l2)
 {
@@ -191,8 +219,7 @@ static int collect_orders(struct check *k)
     return k->states && k->holds ? 0 : -1;
 }
 
-/* The next space-separated word of *p: its start and length, *p moved past it; 0 at the end. */
-static size_t next_word(const char **p, const char **word)
+size_t check_next_word(const char **p, const char **word)
 {
     while (**p == ' ')
         (*p)++;
@@ -213,13 +240,13 @@ static bool is_live(const char *state)
 static int64_t apply_items(struct check *k, const struct history_line *l, bool live)
 {
     const char *p = l->args, *user = NULL, *w = NULL;
-    size_t user_len = next_word(&p, &user);
-    if (user_len == 0 || next_word(&p, &w) == 0)
+    size_t user_len = check_next_word(&p, &user);
+    if (user_len == 0 || check_next_word(&p, &w) == 0)
         return -1;
     int64_t total = 0;
-    for (size_t n; (n = next_word(&p, &w)) > 0;) {
+    for (size_t n; (n = check_next_word(&p, &w)) > 0;) {
         const char *q = NULL;
-        if (next_word(&p, &q) == 0)
+        if (check_next_word(&p, &q) == 0)
             return -1;
         int64_t qty = strtoll(q, NULL, 10);
         total += qty;
@@ -237,15 +264,13 @@ static int64_t apply_items(struct check *k, const struct history_line *l, bool l
     return total;
 }
 
-/* True (after a message) when the reply is an error other than NOTFOUND: the node could not
- * answer (still recovering, busy, ...), which proves nothing either way. */
-static bool node_failed(const struct check *k, const char *what)
+bool check_node_failed(const struct rc_conn *c, const char *what)
 {
     char code[24];
-    if (!rc_is_error(&k->c, code, sizeof code) || strcmp(code, "NOTFOUND") == 0)
+    if (!rc_is_error(c, code, sizeof code) || strcmp(code, "NOTFOUND") == 0)
         return false;
     fprintf(stderr, "shardmart check: the node answered %s with '%.*s'\n", what,
-            (int)k->c.vals[0].str.len, (const char *)k->c.vals[0].str.ptr);
+            (int)c->vals[0].str.len, (const char *)c->vals[0].str.ptr);
     return true;
 }
 
@@ -262,7 +287,7 @@ static int read_orders(struct check *k)
             const struct history_line *l = k->orders[base + i];
             char code[24];
             int64_t qty = 0;
-            if (rc_wait(&k->c, CHECK_TIMEOUT_MS) != 0 || node_failed(k, "ORDER.GET"))
+            if (rc_wait(&k->c, CHECK_TIMEOUT_MS) != 0 || check_node_failed(&k->c, "ORDER.GET"))
                 return -1;
             if (rc_is_error(&k->c, code, sizeof code))
                 return violation("acknowledged order %s not found on the node (%s, line %u%.0u)",
@@ -287,7 +312,7 @@ static int check_followups(struct check *k)
         if (!l->ok || (l->op != HISTORY_PAYEXT && l->op != HISTORY_CANCEL))
             continue;
         const char *p = l->args, *w = NULL;
-        size_t n = next_word(&p, &w);
+        size_t n = check_next_word(&p, &w);
         char id[160];
         if (n == 0 || n >= sizeof id)
             continue;
@@ -361,7 +386,7 @@ static int check_stock(struct check *k)
             rc_command(&k->c, 2, argv);
         }
         for (size_t i = 0; i < n; i++) {
-            if (rc_wait(&k->c, CHECK_TIMEOUT_MS) != 0 || node_failed(k, "STOCK.GET"))
+            if (rc_wait(&k->c, CHECK_TIMEOUT_MS) != 0 || check_node_failed(&k->c, "STOCK.GET"))
                 return -1;
             int rc = check_one_sku(k, &k->skus[base + i]);
             if (rc != 0) {
@@ -418,6 +443,8 @@ static int prove(struct check *k)
     rc = rc ? rc : check_followups(k);
     rc = rc ? rc : check_stock(k);
     rc = rc ? rc : check_limits(k);
+    rc = rc ? rc : check_money(&k->h, &k->c, &k->summary);
+    rc = rc ? rc : check_locks(&k->h, &k->c, &k->summary);
     return rc;
 }
 
@@ -488,9 +515,12 @@ int cli_check(int argc, char **argv)
         fprintf(stderr, "shardmart check: reading the node's state failed\n");
     else if (rc == 0)
         printf("check: OK: %zu operations, %zu acknowledged orders found, %zu SKUs (stocked %lld, "
-               "available %lld, reserved %lld, sold %lld), identities and limits hold\n",
+               "available %lld, reserved %lld, sold %lld), identities and limits hold; %zu "
+               "accounts hold %lld cents, money conserved; %zu lock grants on %zu locks, tokens "
+               "increasing, one holder at a time\n",
                k.h.lines_n, k.orders_n, k.skus_n, (long long)k.totals[3], (long long)k.totals[0],
-               (long long)k.totals[1], (long long)k.totals[2]);
+               (long long)k.totals[1], (long long)k.totals[2], k.summary.accounts_n,
+               (long long)k.summary.balances_cents, k.summary.grants_n, k.summary.locks_n);
     rc_close(&k.c);
     check_free(&k);
     return rc < 0 ? 2 : rc;

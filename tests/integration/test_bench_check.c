@@ -2,8 +2,10 @@
  * `shardmart bench` and `shardmart check` against a real node: a flash sale with a history is
  * proven correct by check, sells exactly its stock, and doctored copies of the history (an order
  * that does not exist, an order id acknowledged twice, a request id with two results, a missing
- * acknowledgement, a broken limit) are each caught with the violation named. Bad flags and
- * malformed histories exit 2.
+ * acknowledgement, a broken limit) are each caught with the violation named. The locks and mixed
+ * workloads are proven too, and doctored copies of their histories (a hold never released, a
+ * token granted twice or going back, money made, an account's balance off, an overdraft
+ * changed) are each caught. Bad flags and malformed histories exit 2.
  */
 #include <criterion/criterion.h>
 #include <stdio.h>
@@ -238,6 +240,131 @@ Test(bench_check, cart_with_payments_and_cancels_is_proven)
     stop();
 }
 
+/* Runs bench with args and check on its history; both must succeed. */
+static void run_and_prove(const char *const *bench, const char *history)
+{
+    cr_assert_eq(node_proc_run(bench, out, sizeof out), 0, "%s", out);
+    static char bench_out[sizeof out];
+    memcpy(bench_out, out, sizeof out);
+    cr_assert_eq(check(history), 0, "%s", out);
+    cr_log_info("bench: %s\ncheck: %s", bench_out, out);
+}
+
+/* The word i (0-based) of a history line's arguments, copied. */
+static void arg(const char *line, int i, char *s, size_t cap)
+{
+    char args[512];
+    field(line, 7, args, sizeof args);
+    char *save = NULL, *w = strtok_r(args, " ", &save);
+    for (int j = 0; j < i && w; j++)
+        w = strtok_r(NULL, " ", &save);
+    cr_assert_not_null(w);
+    snprintf(s, cap, "%s", w);
+}
+
+Test(bench_check, locks_are_proven_and_broken_lock_histories_are_caught)
+{
+    start();
+    char history[512];
+    path_of("locks.tsv", history, sizeof history);
+    const char *bench[] = {"bench",     "locks",   "--port", port,         "--clients",
+                           "4",         "--locks", "4",      "--requests", "1500",
+                           "--history", history,   NULL};
+    run_and_prove(bench, history);
+    cr_assert(strstr(out, "lock grants on 4 locks, tokens increasing") != NULL, "%s", out);
+    struct lines l;
+    load(history, &l);
+    size_t grant = find_line(&l, "LOCK.ACQUIRE", "ok", 0);
+    size_t release = find_line(&l, "LOCK.RELEASE", "ok", 0);
+    (void)find_line(&l, "SESSION.OPEN", "ok", 0);
+
+    /* The first release left out: its lock was granted again while (as far as the history
+     * knows) its holder never let go. */
+    expect_violation("unreleased.tsv", &l, release, NULL, NULL, "two holders at once");
+
+    /* A grant's token given to a second request. */
+    char f[8][160], line[2048];
+    for (int i = 0; i < 8; i++)
+        field(l.line[grant], i, f[i], sizeof f[i]);
+    cr_assert(strcmp(f[6], "NOT_GRANTED") != 0, "the first acquire was not granted");
+    const char *v[8] = {f[0], "LOCK.ACQUIRE", "forged-1", f[3], f[4], "ok", f[6], f[7]};
+    join(line, sizeof line, v);
+    expect_violation("twice.tsv", &l, l.n, NULL, line, "granted twice");
+
+    /* Token 1, asked for after every other grant had been answered, and released at once. */
+    char session[128], lock[128], both[4096], rel[1024], acq[1024];
+    arg(l.line[grant], 0, session, sizeof session);
+    arg(l.line[grant], 1, lock, sizeof lock);
+    snprintf(acq, sizeof acq, "%s %s 999999 LEASE 600000", session, lock);
+    const char *late[8] = {"1",         "LOCK.ACQUIRE", "forged-2", "999000000",
+                           "999000001", "ok",           "1",        acq};
+    join(line, sizeof line, late);
+    snprintf(rel, sizeof rel,
+             "1\tLOCK.RELEASE\tforged-3\t999000002\t999000003\tok\t0\t%s %s "
+             "999999",
+             session, lock);
+    snprintf(both, sizeof both, "%s\n%s", line, rel);
+    expect_violation("backwards.tsv", &l, l.n, NULL, both, "tokens went back");
+    free(l.text);
+    stop();
+}
+
+Test(bench_check, mixed_money_and_locks_are_proven_and_made_money_is_caught)
+{
+    start();
+    char history[512];
+    path_of("mixed.tsv", history, sizeof history);
+    const char *bench[] = {"bench",     "mixed",      "--port", port,         "--clients",
+                           "4",         "--pipeline", "2",      "--requests", "2000",
+                           "--history", history,      NULL};
+    run_and_prove(bench, history);
+    cr_assert(strstr(out, "16 accounts hold") != NULL, "%s", out);
+    cr_assert(strstr(out, " 0 lock grants") == NULL, "%s", out);
+    struct lines l;
+    load(history, &l);
+    size_t deposit = find_line(&l, "ACCOUNT.DEPOSIT", "ok", 0);
+    (void)find_line(&l, "ACCOUNT.TRANSFER", "ok", 0);
+    (void)find_line(&l, "ACCOUNT.WITHDRAW", "ok", 0);
+    (void)find_line(&l, "ORDER.PLACE", "ok", 0);
+    (void)find_line(&l, "LOCK.RELEASE", "ok", 0);
+    char a[128], b[128], line[2048], args[512];
+    arg(l.line[find_line(&l, "ACCOUNT.OPEN", "ok", 0)], 0, a, sizeof a);
+    arg(l.line[find_line(&l, "ACCOUNT.OPEN", "ok", 1)], 0, b, sizeof b);
+
+    /* A deposit the node never saw: the books show money that is not there. */
+    snprintf(args, sizeof args, "%s 7", a);
+    const char *made[8] = {"1", "ACCOUNT.DEPOSIT", "forged-1", "5", "6", "ok", "7", args};
+    join(line, sizeof line, made);
+    expect_violation("made.tsv", &l, l.n, NULL, line, "money not conserved");
+
+    /* An acknowledged deposit left out: the same, the other way. */
+    expect_violation("lost.tsv", &l, deposit, NULL, NULL, "money not conserved");
+
+    /* A transfer the node never saw: the total holds, the two accounts do not. */
+    snprintf(args, sizeof args, "%s %s 7", a, b);
+    const char *moved[8] = {"1", "ACCOUNT.TRANSFER", "forged-2", "5", "6", "ok", "OK", args};
+    join(line, sizeof line, moved);
+    expect_violation("moved.tsv", &l, l.n, NULL, line, "operations allow only");
+
+    /* An account opened with an overdraft, recorded as opened without one. */
+    size_t od = 0;
+    for (int k = 0; k < 16; k++) {
+        od = find_line(&l, "ACCOUNT.OPEN", "ok", k);
+        if (strstr(l.line[od], "OVERDRAFT"))
+            break;
+    }
+    cr_assert(strstr(l.line[od], "OVERDRAFT") != NULL);
+    char f[8][160];
+    for (int i = 0; i < 8; i++)
+        field(l.line[od], i, f[i], sizeof f[i]);
+    arg(l.line[od], 0, a, sizeof a);
+    const char *plain[8] = {f[0], f[1], f[2], f[3], f[4], f[5], f[6], a};
+    join(line, sizeof line, plain);
+    expect_violation("overdraft.tsv", &l, od, line, NULL, "beyond its overdraft");
+    free(l.text);
+    stop();
+}
+
 Test(bench_check, usage_errors_exit_2)
 {
     const char *const cases[][8] = {
@@ -247,6 +374,8 @@ Test(bench_check, usage_errors_exit_2)
         {"bench", "flash-sale", "--pipeline", "99999", NULL},
         {"bench", "spread", "--requests", "ten", NULL},
         {"bench", "cart", "--frobnicate", NULL},
+        {"bench", "locks", "--locks", "0", NULL},
+        {"bench", "mixed", "--accounts", "100000", NULL},
         {"bench", "flash-sale", "--port", NULL},
         {"check", NULL},
         {"check", "/nonexistent/history.tsv", NULL},
