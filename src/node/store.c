@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "node/txn.h"
 #include "shardmart/ring.h"
@@ -392,20 +393,46 @@ int store_snapshot(struct store *s)
 
 /* ---- open and recovery --------------------------------------------------------------------- */
 
+/* Linux merges adjacent anonymous mappings with the same flags into one, so the tables of 256
+ * partitions become one mapping of tens of GiB of address space. fork() (the background
+ * snapshot) then fails with ENOMEM under the default overcommit heuristic, which refuses to
+ * duplicate any single accountable mapping larger than RAM + swap. An inaccessible page after
+ * each partition's tables keeps its mappings apart; it costs address space only. A guard that
+ * cannot be mapped is left out (NULL): the node still works, only its fork may fail. */
+static void *guard_map(void)
+{
+    void *g = mmap(NULL, 4096, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    return g == MAP_FAILED ? NULL : g;
+}
+
+static void engines_free(struct store *s, uint32_t n)
+{
+    for (uint32_t p = 0; p < n; p++) {
+        engine_free(&s->engines[p]);
+        if (s->guards && s->guards[p])
+            (void)munmap(s->guards[p], 4096);
+    }
+    free(s->engines);
+    free((void *)s->guards);
+    s->engines = NULL;
+    s->guards = NULL;
+}
+
 static int engines_init(struct store *s, const struct store_config *cfg)
 {
     s->engines = calloc(cfg->partitions, sizeof *s->engines);
-    if (!s->engines)
+    s->guards = calloc(cfg->partitions, sizeof *s->guards);
+    if (!s->engines || !s->guards) {
+        engines_free(s, 0);
         return SM_E_NOMEM;
+    }
     for (uint32_t p = 0; p < cfg->partitions; p++) {
         int rc = engine_init(&s->engines[p], &cfg->engine);
         if (rc != 0) {
-            for (uint32_t q = 0; q < p; q++)
-                engine_free(&s->engines[q]);
-            free(s->engines);
-            s->engines = NULL;
+            engines_free(s, p);
             return rc;
         }
+        s->guards[p] = guard_map();
     }
     return 0;
 }
@@ -527,11 +554,8 @@ void store_close(struct store *s)
 {
     if (s->wal_open)
         wal_close(&s->wal);
-    if (s->engines) {
-        for (uint32_t p = 0; p < s->partitions; p++)
-            engine_free(&s->engines[p]);
-        free(s->engines);
-    }
+    if (s->engines)
+        engines_free(s, s->partitions);
     free(s->scratch);
     free(s->output);
     txn_free(s);

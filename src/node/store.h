@@ -71,6 +71,7 @@ struct store_config {
 struct store {
     uint32_t partitions;
     struct engine *engines;
+    void **guards; /* a PROT_NONE page after each partition's tables (store.c says why) */
     struct wal wal;
     bool wal_open;
     uint64_t epoch;
