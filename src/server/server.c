@@ -33,6 +33,7 @@
 #include "node/txn.h"
 #include "proto/http.h"
 #include "proto/resp.h"
+#include "server/fault.h"
 #include "server/http_api.h"
 #include "server/metrics.h"
 #include "util/buf.h"
@@ -1053,10 +1054,18 @@ static int open_store(struct server *s)
         .segment_bytes = s->cfg->segment_bytes,
         .preallocate = s->cfg->preallocate,
     };
+    char why[WAL_PATH_BYTES + 256];
+    const char *fault = getenv("SHARDMART_FAULT"); /* crash tests only (fault.h) */
+    if (fault && server_fault_arm(fault, &sc.fs, why, sizeof why) != 0) {
+        fprintf(stderr, "shardmart: cannot start: %s\n", why);
+        return SM_E_BADARG;
+    }
+    if (fault)
+        fprintf(stderr, "shardmart: FAULT INJECTION armed: SHARDMART_FAULT=%s (tests only)\n",
+                fault);
     struct wal_recovery *report = calloc(1, sizeof *report);
     if (!report)
         return SM_E_NOMEM;
-    char why[WAL_PATH_BYTES + 256];
     uint64_t t0 = uv_hrtime();
     int rc = store_open(&s->store, &sc, report, why, sizeof why);
     if (rc != 0) {
