@@ -146,7 +146,7 @@ struct ring_node {
 };
 
 /* A virtual node. Hash and owner side by side: a lookup then touches one cache line of points
- * (after the prefix table's), where parallel arrays cost one more miss. */
+ * (after the lookup table's), where parallel arrays cost one more miss. */
 struct ring_point {
     uint64_t hash;
     uint32_t owner; /* node slot */

@@ -4,7 +4,7 @@
  * bucket count. The paper's loop (ring_jump_hash_reference) is the definition; golden vectors pin
  * it and tests/ring/test_jump.c compares every other path against it.
  *
- * Why the loop is slow: it takes ~ln(P) + 1 steps (7.1 at P = 256), each a chain
+ * Why the loop is slow: it takes ~ln(P) + 0.58 steps (6.1 at P = 256), each a chain
  *   j = (int64)((b + 1) * (2^31 / ((key >> 33) + 1)))
  * whose divisions do not depend on j but whose multiply and truncation do, and its exit branch
  * is taken at a random step, so a mispredicted branch ends nearly every call and the processor
