@@ -107,7 +107,7 @@ static bool check_timer(const struct engine *e, uint32_t pos, uint32_t ref, int6
 
 static void prefetch_cell(const struct sm_index *ix, uint64_t h)
 {
-    __builtin_prefetch(&ix->hashes[(uint32_t)sm_index_hash_fix(h) & ix->mask]);
+    sm_index_prefetch(ix, h);
 }
 
 static bool check_orders(const struct engine *e, struct check_sums *s, uint32_t *timers, char *why,

@@ -34,16 +34,11 @@ static bool config_valid(const struct engine_config *c)
 
 size_t engine_memory_bytes(const struct engine_config *c)
 {
-    /* An index of n entries has cells >= n / 0.7 rounded up to a power of two, 12 bytes each. */
     const uint32_t ix[] = {c->skus_max,  c->accounts_max,   c->orders_max,
                            c->holds_max, c->limit_rows_max, c->request_ids_max};
     size_t total = 0;
-    for (size_t i = 0; i < sizeof ix / sizeof ix[0]; i++) {
-        uint64_t want = (uint64_t)ix[i] * 10 / 7 + 1, cells = 16;
-        while (cells < want)
-            cells *= 2;
-        total += cells * (sizeof(uint64_t) + sizeof(uint32_t));
-    }
+    for (size_t i = 0; i < sizeof ix / sizeof ix[0]; i++)
+        total += sm_index_bytes(ix[i]);
     total += (size_t)c->skus_max * sizeof(struct engine_sku);
     total += (size_t)c->accounts_max * sizeof(struct engine_account);
     total += (size_t)c->orders_max * (sizeof(struct engine_order) + sizeof(uint32_t));
@@ -92,17 +87,15 @@ static void hint_index(const struct sm_index *ix, bool prefault)
     if (!prefault)
         return;
     size_t cells = (size_t)ix->mask + 1;
-    hint_huge(ix->hashes, cells * sizeof *ix->hashes);
-    hint_huge(ix->slots, cells * sizeof *ix->slots);
-    memset(ix->hashes, 0, cells * sizeof *ix->hashes);
-    memset(ix->slots, 0, cells * sizeof *ix->slots);
+    hint_huge(ix->cells, cells * sizeof *ix->cells);
+    memset(ix->cells, 0, cells * sizeof *ix->cells);
 }
 
 /* The first cell a lookup of hash h reads: fetched ahead so that the independent cache misses of
  * one command (request id, order id, user limit) overlap instead of following each other. */
 static void prefetch_cell(const struct sm_index *ix, uint64_t h)
 {
-    __builtin_prefetch(&ix->hashes[(uint32_t)sm_index_hash_fix(h) & ix->mask]);
+    sm_index_prefetch(ix, h);
 }
 
 static void prefetch_place(const struct engine *e, const struct engine_cmd *cmd,

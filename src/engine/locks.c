@@ -276,11 +276,11 @@ void locks_free(struct locks *l)
     free(l->locks);
     free(l->entries);
     free(l->dirty);
-    if (l->session_index.hashes)
+    if (l->session_index.cells)
         sm_index_free(&l->session_index);
-    if (l->lock_index.hashes)
+    if (l->lock_index.cells)
         sm_index_free(&l->lock_index);
-    if (l->waiter_index.hashes)
+    if (l->waiter_index.cells)
         sm_index_free(&l->waiter_index);
     memset(l, 0, sizeof *l);
 }

@@ -422,7 +422,7 @@ static void get_skus_accounts(struct sm_rbuf *r, struct engine *e)
 
 static void prefetch_insert(const struct sm_index *ix, uint64_t h)
 {
-    __builtin_prefetch(&ix->hashes[(uint32_t)sm_index_hash_fix(h) & ix->mask], 1);
+    __builtin_prefetch(&ix->cells[sm_index_tag(h) & ix->mask], 1);
 }
 
 /* Rows are read first and indexed in a second pass, with inserts of rows LOAD_AHEAD further on

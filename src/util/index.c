@@ -6,23 +6,31 @@
 
 #include "util/error.h"
 
-int sm_index_init(struct sm_index *ix, uint32_t entries_max)
+/* cells >= entries_max / 0.7, rounded up to a power of two (at least 16). */
+static uint64_t cells_for(uint32_t entries_max)
 {
-    ASSERT(entries_max >= 1);
-    memset(ix, 0, sizeof *ix);
-    /* cells >= entries_max / 0.7, rounded up to a power of two. */
     uint64_t want = (uint64_t)entries_max * 10 / 7 + 1;
     uint64_t cells = 16;
     while (cells < want)
         cells *= 2;
+    return cells;
+}
+
+size_t sm_index_bytes(uint32_t entries_max)
+{
+    return (size_t)cells_for(entries_max) * sizeof(uint64_t);
+}
+
+int sm_index_init(struct sm_index *ix, uint32_t entries_max)
+{
+    ASSERT(entries_max >= 1);
+    memset(ix, 0, sizeof *ix);
+    uint64_t cells = cells_for(entries_max);
     if (cells > (1ULL << 32))
         return SM_E_NOMEM;
-    ix->hashes = calloc(cells, sizeof *ix->hashes);
-    ix->slots = calloc(cells, sizeof *ix->slots);
-    if (!ix->hashes || !ix->slots) {
-        sm_index_free(ix);
+    ix->cells = calloc(cells, sizeof *ix->cells);
+    if (!ix->cells)
         return SM_E_NOMEM;
-    }
     ix->mask = (uint32_t)(cells - 1);
     ix->entries_max = entries_max;
     return 0;
@@ -30,8 +38,7 @@ int sm_index_init(struct sm_index *ix, uint32_t entries_max)
 
 void sm_index_free(struct sm_index *ix)
 {
-    free(ix->hashes);
-    free(ix->slots);
+    free(ix->cells);
     memset(ix, 0, sizeof *ix);
 }
 
@@ -42,47 +49,51 @@ void sm_index_clear(struct sm_index *ix)
      * address space costs no memory until rows arrive). */
     if (ix->count == 0)
         return;
-    memset(ix->hashes, 0, ((size_t)ix->mask + 1) * sizeof *ix->hashes);
+    memset(ix->cells, 0, ((size_t)ix->mask + 1) * sizeof *ix->cells);
     ix->count = 0;
+}
+
+static uint64_t cell_of(uint32_t tag, uint32_t slot)
+{
+    return (uint64_t)slot << 32 | tag;
 }
 
 int sm_index_insert(struct sm_index *ix, uint64_t hash, uint32_t slot)
 {
-    ASSERT(ix->hashes != NULL);
+    ASSERT(ix->cells != NULL);
     if (ix->count >= ix->entries_max)
         return SM_E_BUSY;
-    hash = sm_index_hash_fix(hash);
-    uint32_t i = (uint32_t)hash & ix->mask;
-    while (ix->hashes[i] != 0) {
-        ASSERT(!(ix->hashes[i] == hash && ix->slots[i] == slot));
+    uint64_t cell = cell_of(sm_index_tag(hash), slot);
+    uint32_t i = (uint32_t)cell & ix->mask;
+    while (ix->cells[i] != 0) {
+        ASSERT(ix->cells[i] != cell);
         i = (i + 1) & ix->mask;
     }
-    ix->hashes[i] = hash;
-    ix->slots[i] = slot;
+    ix->cells[i] = cell;
     ix->count++;
     return 0;
 }
 
 void sm_index_remove(struct sm_index *ix, uint64_t hash, uint32_t slot)
 {
-    hash = sm_index_hash_fix(hash);
-    uint32_t i = (uint32_t)hash & ix->mask;
-    while (!(ix->hashes[i] == hash && ix->slots[i] == slot)) {
-        ASSERT(ix->hashes[i] != 0); /* the entry must be present */
+    uint64_t cell = cell_of(sm_index_tag(hash), slot);
+    uint32_t i = (uint32_t)cell & ix->mask;
+    while (ix->cells[i] != cell) {
+        ASSERT(ix->cells[i] != 0); /* the entry must be present */
         i = (i + 1) & ix->mask;
     }
     /* Backward shift: pull later entries of the probe run into the hole when their home cell
      * is at or before it, so lookups never need tombstones. */
     uint32_t hole = i;
-    for (uint32_t j = (hole + 1) & ix->mask; ix->hashes[j] != 0; j = (j + 1) & ix->mask) {
-        uint32_t home = (uint32_t)ix->hashes[j] & ix->mask;
+    for (uint32_t j = (hole + 1) & ix->mask; ix->cells[j] != 0; j = (j + 1) & ix->mask) {
+        uint32_t home = (uint32_t)ix->cells[j] & ix->mask;
         /* Distance from home to j, and from home to hole, around the ring. */
         if (((j - home) & ix->mask) >= ((j - hole) & ix->mask)) {
-            ix->hashes[hole] = ix->hashes[j];
-            ix->slots[hole] = ix->slots[j];
+            ix->cells[hole] = ix->cells[j];
             hole = j;
         }
     }
-    ix->hashes[hole] = 0;
+    ix->cells[hole] = 0;
     ix->count--;
+    ASSERT(ix->count < ix->entries_max);
 }

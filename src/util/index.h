@@ -2,10 +2,22 @@
  * A fixed-capacity hash index from a 64-bit hash to a 32-bit slot number, for tables whose rows
  * live in a caller-owned array allocated at start-up (SKUs, orders, accounts, locks, request ids).
  *
- * The index stores only (hash, slot) pairs, open addressing with linear probing and
- * backward-shift deletion (no tombstones, so a long run of inserts and deletes never degrades).
- * The caller keeps the keys in its rows and confirms a candidate with an equality callback; the
- * full 64-bit hash is compared first, so the callback runs about once per lookup.
+ * The index stores only (tag, slot) pairs, open addressing with linear probing and backward-shift
+ * deletion (no tombstones, so a long run of inserts and deletes never degrades). The caller keeps
+ * the keys in its rows and confirms a candidate with an equality callback.
+ *
+ * One cell is 8 bytes, slot << 32 | tag, where the tag is the low 32 bits of the hash (forced
+ * non-zero, so a zero cell is empty). Tag and slot share a cache line, so an insert or a lookup
+ * of a table far larger than the cache costs one memory access per probed line, not two (an
+ * earlier layout kept hashes and slots in two arrays, and a new id paid a miss in each). The home
+ * cell is tag & mask, so the tag alone is enough to move entries on deletion. The tag holds the
+ * home bits plus 32 - log2(cells) more: for an index of 2^24 cells a different key with the same
+ * home passes the tag compare with probability 1/256 and costs one extra callback.
+ *
+ *   cell:  63            32 31             0
+ *         +----------------+----------------+
+ *         |      slot      |  tag (!= 0)    |
+ *         +----------------+----------------+
  *
  * Capacity is fixed at init: entries_max rows at a load factor of at most 0.7. Inserting past
  * entries_max returns SM_E_BUSY; nothing allocates after init.
@@ -14,6 +26,7 @@
 #define SHARDMART_UTIL_INDEX_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "util/assert.h"
@@ -21,9 +34,8 @@
 #define SM_INDEX_NONE UINT32_MAX
 
 struct sm_index {
-    uint64_t *hashes; /* 0 marks an empty cell; real hashes are forced non-zero */
-    uint32_t *slots;
-    uint32_t mask;        /* cells - 1; cells is a power of two */
+    uint64_t *cells;      /* slot << 32 | tag; 0 marks an empty cell */
+    uint32_t mask;        /* cells - 1; cells is a power of two, at most 2^32 */
     uint32_t count;       /* entries present */
     uint32_t entries_max; /* inserts past this fail with SM_E_BUSY */
 };
@@ -36,24 +48,34 @@ MUST_USE int sm_index_init(struct sm_index *ix, uint32_t entries_max);
 void sm_index_free(struct sm_index *ix);
 /* Removes every entry, keeping the memory. */
 void sm_index_clear(struct sm_index *ix);
+/* Bytes of cells an index of entries_max entries allocates (for memory accounting). */
+size_t sm_index_bytes(uint32_t entries_max);
 
-/* Forces 0 (the empty marker) to another value; use on every hash given to the index. */
-static inline uint64_t sm_index_hash_fix(uint64_t h)
+/* The tag kept for a hash: its low 32 bits, 0 (the empty marker) forced to another value. */
+static inline uint32_t sm_index_tag(uint64_t hash)
 {
-    return h ? h : 0x9e3779b97f4a7c15ULL;
+    uint32_t t = (uint32_t)hash;
+    return t ? t : 0x9e3779b9u;
+}
+
+/* Starts fetching the first cell a lookup or insert of hash reads, so that the cache misses of
+ * independent lookups overlap instead of following each other. */
+static inline void sm_index_prefetch(const struct sm_index *ix, uint64_t hash)
+{
+    __builtin_prefetch(&ix->cells[sm_index_tag(hash) & ix->mask]);
 }
 
 /* The slot whose row equals the key, or SM_INDEX_NONE. */
 static inline uint32_t sm_index_find(const struct sm_index *ix, uint64_t hash, sm_index_eq_fn eq,
                                      const void *ctx)
 {
-    hash = sm_index_hash_fix(hash);
-    for (uint32_t i = (uint32_t)hash & ix->mask;; i = (i + 1) & ix->mask) {
-        uint64_t h = ix->hashes[i];
-        if (h == 0)
+    uint32_t tag = sm_index_tag(hash);
+    for (uint32_t i = tag & ix->mask;; i = (i + 1) & ix->mask) {
+        uint64_t c = ix->cells[i];
+        if (c == 0)
             return SM_INDEX_NONE;
-        if (h == hash && eq(ctx, ix->slots[i]))
-            return ix->slots[i];
+        if ((uint32_t)c == tag && eq(ctx, (uint32_t)(c >> 32)))
+            return (uint32_t)(c >> 32);
     }
 }
 

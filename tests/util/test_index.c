@@ -77,3 +77,39 @@ Test(index, zero_hash_is_usable)
     cr_assert_eq(sm_index_find(&ix, 0, eq_key, &key), SM_INDEX_NONE);
     sm_index_free(&ix);
 }
+
+/* A cell keeps only the low 32 bits of a hash: hashes that differ only above them share a tag,
+ * and the row's own key must still tell the entries apart, through removals too. */
+Test(index, hashes_equal_in_the_low_32_bits_are_told_apart_by_the_key)
+{
+    struct sm_index ix;
+    cr_assert_eq(sm_index_init(&ix, 64), 0);
+    for (uint32_t s = 0; s < 40; s++) {
+        row_keys[s] = 1000 + s;
+        row_live[s] = true;
+        cr_assert_eq(sm_index_insert(&ix, (uint64_t)s << 32 | 7, s), 0);
+    }
+    for (uint32_t s = 0; s < 40; s += 2) {
+        sm_index_remove(&ix, (uint64_t)s << 32 | 7, s);
+        row_live[s] = false;
+    }
+    for (uint32_t s = 0; s < 40; s++) {
+        uint64_t key = 1000 + s;
+        cr_assert_eq(sm_index_find(&ix, (uint64_t)s << 32 | 7, eq_key, &key),
+                     s % 2 ? s : SM_INDEX_NONE);
+    }
+    cr_assert_eq(ix.count, 20);
+    sm_index_free(&ix);
+}
+
+Test(index, bytes_are_eight_per_cell_at_load_at_most_0_7)
+{
+    cr_assert_eq(sm_index_bytes(1), 16 * 8);
+    cr_assert_eq(sm_index_bytes(11), 16 * 8);
+    cr_assert_eq(sm_index_bytes(12), 32 * 8);
+    cr_assert_eq(sm_index_bytes(10000000), (size_t)(1u << 24) * 8);
+    struct sm_index ix;
+    cr_assert_eq(sm_index_init(&ix, 12), 0);
+    cr_assert_eq((size_t)ix.mask + 1, 32);
+    sm_index_free(&ix);
+}
