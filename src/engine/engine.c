@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/mman.h>
+#define XXH_INLINE_ALL /* the short keys of the hot path hash faster inlined */
 #include <xxhash.h>
 
 #include "engine/engine_internal.h"
@@ -89,27 +90,6 @@ static void hint_index(const struct sm_index *ix, bool prefault)
     size_t cells = (size_t)ix->mask + 1;
     hint_huge(ix->cells, cells * sizeof *ix->cells);
     memset(ix->cells, 0, cells * sizeof *ix->cells);
-}
-
-/* The first cell a lookup of hash h reads: fetched ahead so that the independent cache misses of
- * one command (request id, order id, user limit) overlap instead of following each other. */
-static void prefetch_cell(const struct sm_index *ix, uint64_t h)
-{
-    sm_index_prefetch(ix, h);
-}
-
-static void prefetch_place(const struct engine *e, const struct engine_cmd *cmd,
-                           struct engine_digest request)
-{
-    prefetch_cell(&e->request_index, request.lo);
-    if (cmd->type != ENGINE_ORDER_PLACE)
-        return;
-    prefetch_cell(&e->order_index, engine_digest_of(&cmd->key).lo);
-    if (cmd->items_count != 1)
-        return;
-    uint32_t sku = engine_sku_find(e, &cmd->items[0].sku);
-    if (sku != SM_INDEX_NONE && e->skus[sku].limit_per_user > 0)
-        prefetch_cell(&e->limit_index, engine_limit_hash(engine_digest_of(&cmd->key2), sku));
 }
 
 int engine_init(struct engine *e, const struct engine_config *cfg)
@@ -381,8 +361,6 @@ static void request_remember(struct engine *e, const struct engine_request *r)
     e->requests_count++;
 }
 
-/* ---- apply ---------------------------------------------------------------------------------- */
-
 static struct engine_result dispatch(struct engine *e, const struct engine_cmd *cmd)
 {
     switch (cmd->type) {
@@ -428,14 +406,57 @@ static bool result_remembered(struct engine_result r)
              (r.err == SM_E_BUSY || r.err == SM_E_BADARG || r.err == SM_E_TRYAGAIN));
 }
 
-void engine_apply(struct engine *e, uint64_t index, int64_t now_ms, const uint8_t *rec, size_t len,
-                  struct engine_output *out)
+/* ---- apply ---------------------------------------------------------------------------------- */
+
+/* A record decoded and hashed ahead of its turn. Everything here is a function of the record's
+ * bytes alone, never of the state, so preparing record i+1 before applying record i is safe:
+ * the state-dependent lookups all happen when the record is applied, in log order. */
+struct engine_prepared {
+    int rc; /* engine_decode's result, or SM_E_BADARG for arguments out of range */
+    struct engine_digest request;
+    uint64_t args_hash; /* XXH3-64 of the record past the request id, seeded with the type */
+    struct engine_hashes keys;
+    struct engine_cmd cmd;
+};
+
+/* Starts fetching the index cells the record will probe (request id, order id, and for a
+ * single-item order the user's limit row), so that these independent cache misses overlap with
+ * each other and, in a batch, with the work on the previous record. The SKU lookup reads the
+ * state; if an earlier record of the batch changes it, the prefetch is merely wasted. */
+static void prefetch_prepared(const struct engine *e, const struct engine_prepared *p)
 {
-    ASSERT(index > e->last_index);
-    ASSERT(now_ms >= 0 && now_ms <= SM_ENGINE_TIME_MS_MAX);
-    e->last_index = index;
-    if (now_ms > e->now_ms)
-        e->now_ms = now_ms;
+    sm_index_prefetch(&e->request_index, p->request.lo);
+    if (p->cmd.type != ENGINE_ORDER_PLACE)
+        return;
+    sm_index_prefetch(&e->order_index, p->keys.key.lo);
+    if (p->cmd.items_count != 1)
+        return;
+    uint32_t sku = engine_sku_find(e, &p->cmd.items[0].sku);
+    if (sku != SM_INDEX_NONE && e->skus[sku].limit_per_user > 0)
+        sm_index_prefetch(&e->limit_index, engine_limit_hash(p->keys.key2, sku));
+}
+
+static void prepare(const struct engine *e, const uint8_t *rec, size_t len,
+                    struct engine_prepared *p)
+{
+    p->rc = engine_decode(rec, len, &p->cmd);
+    if (p->rc == 0 && !engine_args_valid(&p->cmd))
+        p->rc = SM_E_BADARG;
+    if (p->rc != 0 || p->cmd.type == ENGINE_TICK)
+        return;
+    p->request = engine_digest_of(&p->cmd.request_id);
+    if (p->cmd.type == ENGINE_ORDER_PLACE) {
+        p->keys.key = engine_digest_of(&p->cmd.key);
+        p->keys.key2 = engine_digest_of(&p->cmd.key2);
+    }
+    size_t args_at = 2 + p->cmd.request_id.len;
+    ASSERT(args_at <= len);
+    p->args_hash = XXH3_64bits_withSeed(rec + args_at, len - args_at, rec[0]);
+    prefetch_prepared(e, p);
+}
+
+static void output_clear(struct engine *e, struct engine_output *out)
+{
     e->lock_events.count = 0;
     out->events = e->lock_events.items;
     out->events_count = 0;
@@ -444,24 +465,29 @@ void engine_apply(struct engine *e, uint64_t index, int64_t now_ms, const uint8_
     out->reply.value = 0;
     out->reply.err = 0;
     out->reply.msg_len = 0;
+}
 
-    struct engine_cmd cmd;
-    if (engine_decode(rec, len, &cmd) != 0 || !engine_args_valid(&cmd)) {
+static void apply_prepared(struct engine *e, uint64_t index, int64_t now_ms,
+                           const struct engine_prepared *p, struct engine_output *out)
+{
+    ASSERT(index > e->last_index);
+    ASSERT(now_ms >= 0 && now_ms <= SM_ENGINE_TIME_MS_MAX);
+    e->last_index = index;
+    if (now_ms > e->now_ms)
+        e->now_ms = now_ms;
+    output_clear(e, out);
+    if (p->rc != 0) {
         engine_reply_err(&out->reply, SM_E_BADARG, "malformed record");
         return;
     }
-    if (cmd.type == ENGINE_TICK) {
+    if (p->cmd.type == ENGINE_TICK) {
         engine_tick(e, &out->reply);
         out->events_count = e->lock_events.count;
         return;
     }
-    struct engine_request req = {.id = engine_digest_of(&cmd.request_id)};
-    prefetch_place(e, &cmd, req.id);
-    size_t args_at = 2 + cmd.request_id.len;
-    req.args_hash = XXH3_64bits_withSeed(rec + args_at, len - args_at, rec[0]);
-    uint32_t seen = engine_request_find(e, req.id);
+    uint32_t seen = engine_request_find(e, p->request);
     if (seen != SM_INDEX_NONE) {
-        if (e->requests[seen].args_hash != req.args_hash) {
+        if (e->requests[seen].args_hash != p->args_hash) {
             engine_render(e, engine_err(SM_E_IDEMPOTENCY, 0), &out->reply);
             return;
         }
@@ -469,11 +495,43 @@ void engine_apply(struct engine *e, uint64_t index, int64_t now_ms, const uint8_
         out->reply.replayed = true;
         return;
     }
-    req.result = dispatch(e, &cmd);
+    struct engine_request req = {.id = p->request, .args_hash = p->args_hash};
+    if (p->cmd.type == ENGINE_ORDER_PLACE)
+        req.result = engine_order_place(e, &p->cmd, &p->keys);
+    else
+        req.result = dispatch(e, &p->cmd);
     if (result_remembered(req.result))
         request_remember(e, &req);
     engine_render(e, req.result, &out->reply);
     out->events_count = e->lock_events.count;
+}
+
+void engine_apply(struct engine *e, uint64_t index, int64_t now_ms, const uint8_t *rec, size_t len,
+                  struct engine_output *out)
+{
+    struct engine_prepared p;
+    prepare(e, rec, len, &p);
+    apply_prepared(e, index, now_ms, &p, out);
+}
+
+void engine_apply_batch(struct engine *e, uint64_t first_index, int64_t now_ms,
+                        const struct engine_record *recs, uint32_t n, engine_applied_fn done,
+                        void *ctx)
+{
+    ASSERT(n == 0 || first_index > e->last_index);
+    ASSERT(done != NULL);
+    /* Two prepared records: the one being applied and the next, whose cells are on their way
+     * from memory meanwhile. */
+    struct engine_prepared p[2];
+    struct engine_output out;
+    if (n > 0)
+        prepare(e, recs[0].data, recs[0].len, &p[0]);
+    for (uint32_t i = 0; i < n; i++) {
+        if (i + 1 < n)
+            prepare(e, recs[i + 1].data, recs[i + 1].len, &p[(i + 1) & 1]);
+        apply_prepared(e, first_index + i, now_ms, &p[i & 1], &out);
+        done(ctx, i, &out);
+    }
 }
 
 /* ---- reads ---------------------------------------------------------------------------------- */

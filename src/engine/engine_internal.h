@@ -228,6 +228,12 @@ void engine_stock_unsell(struct engine *e, const struct engine_stored_item *item
 /* ---- command handlers (result, no idempotency: engine.c wraps them) ---- */
 struct engine_result engine_sku_cmd(struct engine *e, const struct engine_cmd *cmd);
 struct engine_result engine_order_cmd(struct engine *e, const struct engine_cmd *cmd);
+/* Digests of an ORDER_PLACE's order id (key) and user (key2), computed once per record. */
+struct engine_hashes {
+    struct engine_digest key, key2;
+};
+struct engine_result engine_order_place(struct engine *e, const struct engine_cmd *cmd,
+                                        const struct engine_hashes *h);
 struct engine_result engine_hold_cmd(struct engine *e, const struct engine_cmd *cmd);
 struct engine_result engine_account_cmd(struct engine *e, const struct engine_cmd *cmd);
 /* Moves amount between accounts if the payer's overdraft allows; NOFUNDS otherwise. */

@@ -48,12 +48,13 @@ static void order_finish(struct engine *e, uint32_t slot, uint8_t state)
     reschedule(e, slot, &o->timer, o->at_ms);
 }
 
-static struct engine_result order_place(struct engine *e, const struct engine_cmd *cmd)
+struct engine_result engine_order_place(struct engine *e, const struct engine_cmd *cmd,
+                                        const struct engine_hashes *h)
 {
-    struct engine_digest id = engine_digest_of(&cmd->key);
+    ASSERT(cmd->type == ENGINE_ORDER_PLACE || cmd->type == ENGINE_ORDER_PLACE_PART);
+    struct engine_digest id = h->key, user = h->key2;
     if (engine_order_find(e, id) != SM_INDEX_NONE)
         return engine_err(SM_E_EXISTS, 0);
-    struct engine_digest user = engine_digest_of(&cmd->key2);
     struct engine_stored_item items[SM_ORDER_ITEMS_MAX];
     int64_t total;
     uint32_t rows_new;
@@ -133,8 +134,10 @@ static struct engine_result order_refund(struct engine *e, uint32_t slot, bool r
 
 struct engine_result engine_order_cmd(struct engine *e, const struct engine_cmd *cmd)
 {
-    if (cmd->type == ENGINE_ORDER_PLACE || cmd->type == ENGINE_ORDER_PLACE_PART)
-        return order_place(e, cmd);
+    if (cmd->type == ENGINE_ORDER_PLACE || cmd->type == ENGINE_ORDER_PLACE_PART) {
+        struct engine_hashes h = {engine_digest_of(&cmd->key), engine_digest_of(&cmd->key2)};
+        return engine_order_place(e, cmd, &h);
+    }
     uint32_t slot = engine_order_find(e, engine_digest_of(&cmd->key));
     if (slot == SM_INDEX_NONE)
         return engine_err(SM_E_NOTFOUND, 0);

@@ -8,6 +8,7 @@
  * partition (a completed order still counts; a cancelled, expired or refunded one does not); its
  * row exists only while the count is above zero.
  */
+#define XXH_INLINE_ALL /* the short keys of the hot path hash faster inlined */
 #include <xxhash.h>
 
 #include "engine/engine_internal.h"

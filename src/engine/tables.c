@@ -3,6 +3,7 @@
  * the timer heap. Everything here works on memory allocated by engine_init and never allocates.
  */
 #include <stdlib.h>
+#define XXH_INLINE_ALL /* the short keys of the hot path hash faster inlined */
 #include <xxhash.h>
 
 #include "engine/engine_internal.h"

@@ -134,3 +134,78 @@ Test(engine_locks, renew_cancel_close_and_errors)
     assert_err(acquire(&h, "nope", "L", 0, 0), SM_E_NOTFOUND);
     engine_free(&h.e);
 }
+
+/* engine_apply_batch hands each record's events to the callback while they are valid: a batch
+ * of acquire, queued acquire and release sees the waiter's grant on the third record, with the
+ * release's own log index as its token. */
+struct batch_seen {
+    uint32_t calls;
+    uint64_t granted_waiter, granted_token;
+    int kinds[3];
+};
+
+static void batch_seen_fn(void *ctx, uint32_t i, const struct engine_output *out)
+{
+    struct batch_seen *b = ctx;
+    cr_assert_eq(i, b->calls);
+    b->kinds[i] = out->reply.kind;
+    cr_assert_eq(out->events_count, i == 2 ? 1u : 0u);
+    if (i == 2) {
+        b->granted_waiter = out->events[0].waiter_id;
+        b->granted_token = out->events[0].token;
+    }
+    b->calls++;
+}
+
+Test(engine_locks, batch_hands_each_record_its_events)
+{
+    struct harness h;
+    harness_init(&h);
+    assert_int(session(&h, "s1", 10000), h.now_ms + 10000);
+    assert_int(session(&h, "s2", 10000), h.now_ms + 10000);
+    struct engine_cmd cmds[3] = {
+        {.type = ENGINE_LOCK_ACQUIRE,
+         .request_id = K("b1"),
+         .key = K("s1"),
+         .key2 = K("L"),
+         .lock_type = LOCKS_EXCLUSIVE,
+         .owner = 1},
+        {.type = ENGINE_LOCK_ACQUIRE,
+         .request_id = K("b2"),
+         .key = K("s2"),
+         .key2 = K("L"),
+         .lock_type = LOCKS_EXCLUSIVE,
+         .owner = 1,
+         .num = 5000,
+         .waiter_id = 42},
+        {.type = ENGINE_LOCK_RELEASE,
+         .request_id = K("b3"),
+         .key = K("s1"),
+         .key2 = K("L"),
+         .owner = 1},
+    };
+    static uint8_t bytes[3][SM_ENGINE_RECORD_BYTES_MAX];
+    struct engine_record recs[3];
+    for (int i = 0; i < 3; i++) {
+        size_t len;
+        cr_assert_eq(engine_encode(&cmds[i], bytes[i], sizeof bytes[i], &len), 0);
+        recs[i] = (struct engine_record){bytes[i], len};
+    }
+    struct batch_seen b = {0};
+    uint64_t first = h.index + 1;
+    engine_apply_batch(&h.e, first, h.now_ms, recs, 3, batch_seen_fn, &b);
+    cr_assert_eq(b.calls, 3);
+    cr_assert_eq(b.kinds[0], ENGINE_REPLY_FIELDS);
+    cr_assert_eq(b.kinds[1], ENGINE_REPLY_FIELDS);
+    cr_assert_eq(b.kinds[2], ENGINE_REPLY_INT);
+    cr_assert_eq(b.granted_waiter, 42);
+    cr_assert_eq(b.granted_token, first + 2);
+    cr_assert_eq(engine_last_index(&h.e), first + 2);
+    char why[256];
+    cr_assert(engine_check(&h.e, why, sizeof why), "%s", why);
+    /* An empty batch changes nothing. */
+    engine_apply_batch(&h.e, first + 3, h.now_ms, recs, 0, batch_seen_fn, &b);
+    cr_assert_eq(b.calls, 3);
+    cr_assert_eq(engine_last_index(&h.e), first + 2);
+    engine_free(&h.e);
+}

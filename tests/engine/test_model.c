@@ -7,8 +7,9 @@
  * many as SHARDMART_MODEL_STEPS says.
  *
  * Determinism: the records of one stream are applied again to a second engine, and to a third
- * engine that starts from the first one's snapshot taken halfway; all three end with the same
- * snapshot bytes.
+ * engine that starts from the first one's snapshot taken halfway, and to a fourth through
+ * engine_apply_batch in runs of 1..16 records (its replies compared with the first engine's, one
+ * by one); all four end with the same snapshot bytes.
  */
 #include <stdlib.h>
 
@@ -158,6 +159,7 @@ struct run {
     struct model m;
     struct sm_wbuf log; /* u64 index, i64 now, u32 len, bytes: to replay into other engines */
     struct sm_wbuf half;
+    struct sm_wbuf replies; /* per step: u8 kind, u32 err, i64 value, u8 replayed, u32 fields */
     uint64_t steps, half_at;
     uint64_t seen[5];              /* replies by kind, and replays */
     uint64_t errors[SM_ERR_COUNT]; /* error replies by row */
@@ -266,6 +268,11 @@ static void step_once(struct run *x, uint64_t step)
     sm_wbuf_u64(&x->log, x->h.index);
     sm_wbuf_i64(&x->log, x->h.now_ms);
     sm_wbuf_str32(&x->log, rec, len);
+    sm_wbuf_u8(&x->replies, (uint8_t)x->h.out.reply.kind);
+    sm_wbuf_u32(&x->replies, (uint32_t)x->h.out.reply.err);
+    sm_wbuf_i64(&x->replies, x->h.out.reply.value);
+    sm_wbuf_u8(&x->replies, x->h.out.reply.replayed);
+    sm_wbuf_u32(&x->replies, x->h.out.reply.fields_count);
     if (step == x->half_at)
         harness_save(&x->h.e, &x->half);
 }
@@ -284,6 +291,59 @@ static void replay_log(struct engine *e, const struct sm_wbuf *log, size_t from_
         if (index > from_index)
             engine_apply(e, index, now, rec, len, &out);
     }
+}
+
+/* engine_apply_batch must reply exactly as engine_apply did, record by record. */
+struct batch_check {
+    struct sm_rbuf replies;
+    uint64_t applied;
+};
+
+static void batch_applied(void *ctx, uint32_t i, const struct engine_output *out)
+{
+    struct batch_check *b = ctx;
+    (void)i;
+    const struct engine_reply *got = &out->reply;
+    cr_assert_eq(got->kind, sm_rbuf_u8(&b->replies), "record %llu", (unsigned long long)b->applied);
+    cr_assert_eq(got->err, (int)sm_rbuf_u32(&b->replies));
+    cr_assert_eq(got->value, sm_rbuf_i64(&b->replies));
+    cr_assert_eq(got->replayed, sm_rbuf_u8(&b->replies) == 1);
+    cr_assert_eq(got->fields_count, sm_rbuf_u32(&b->replies));
+    cr_assert(sm_rbuf_ok(&b->replies));
+    b->applied++;
+}
+
+/* Replays the log through engine_apply_batch: runs of 1..16 records that share a time. */
+static void replay_log_batched(struct engine *e, const struct run *x)
+{
+    static struct engine_record recs[16];
+    struct batch_check b = {.applied = 0};
+    sm_rbuf_init(&b.replies, x->replies.data, x->replies.len);
+    struct sm_rbuf r;
+    sm_rbuf_init(&r, x->log.data, x->log.len);
+    uint64_t first = 0;
+    int64_t batch_now = 0;
+    uint32_t n = 0, want = 1;
+    while (sm_rbuf_left(&r) > 0) {
+        uint64_t index = sm_rbuf_u64(&r);
+        int64_t now = sm_rbuf_i64(&r);
+        size_t len;
+        const uint8_t *rec = sm_rbuf_str32(&r, &len);
+        cr_assert(rec != NULL);
+        if (n > 0 && (now != batch_now || n == want)) {
+            engine_apply_batch(e, first, batch_now, recs, n, batch_applied, &b);
+            n = 0;
+            want = 1 + below(16);
+        }
+        if (n == 0) {
+            first = index;
+            batch_now = now;
+        }
+        recs[n++] = (struct engine_record){rec, len};
+    }
+    engine_apply_batch(e, first, batch_now, recs, n, batch_applied, &b);
+    cr_assert_eq(b.applied, x->steps);
+    cr_assert_eq(sm_rbuf_left(&b.replies), 0);
 }
 
 static void assert_same_snapshot(const struct engine *a, const struct engine *b)
@@ -307,9 +367,11 @@ static void run_seed(uint64_t seed, uint64_t steps, bool determinism)
     model_init(&x.m, &cfg);
     sm_wbuf_init(&x.log);
     sm_wbuf_init(&x.half);
+    sm_wbuf_init(&x.replies);
     x.half_at = steps / 2;
     for (uint64_t s = 0; s < steps; s++)
         step_once(&x, s);
+    x.steps = steps;
     /* Every kind of reply happened, and replays too: the stream exercised what it claims. */
     for (int k = 0; k < 5; k++)
         cr_assert_gt(x.seen[k], steps / 1000, "seed %llu: kind %d seen %llu times",
@@ -331,11 +393,17 @@ static void run_seed(uint64_t seed, uint64_t steps, bool determinism)
         cr_assert_eq(engine_load(&restored, x.half.data, x.half.len), 0);
         replay_log(&restored, &x.log, engine_last_index(&restored));
         assert_same_snapshot(&x.h.e, &restored);
+        struct engine batched;
+        cr_assert_eq(engine_init(&batched, &cfg), 0);
+        replay_log_batched(&batched, &x);
+        assert_same_snapshot(&x.h.e, &batched);
+        engine_free(&batched);
         engine_free(&same);
         engine_free(&restored);
     }
     sm_wbuf_free(&x.log);
     sm_wbuf_free(&x.half);
+    sm_wbuf_free(&x.replies);
     engine_free(&x.h.e);
 }
 
