@@ -514,22 +514,30 @@ void engine_apply(struct engine *e, uint64_t index, int64_t now_ms, const uint8_
     apply_prepared(e, index, now_ms, &p, out);
 }
 
+/* How many records engine_apply_batch prepares ahead of the one it applies. One record's work
+ * (~200 ns) is shorter than a memory access on a busy VM, so the cells are fetched a few records
+ * early; each prepared record takes ~1.7 KB of stack. */
+#ifndef APPLY_AHEAD
+#define APPLY_AHEAD 4
+#endif
+
 void engine_apply_batch(struct engine *e, uint64_t first_index, int64_t now_ms,
                         const struct engine_record *recs, uint32_t n, engine_applied_fn done,
                         void *ctx)
 {
     ASSERT(n == 0 || first_index > e->last_index);
     ASSERT(done != NULL);
-    /* Two prepared records: the one being applied and the next, whose cells are on their way
-     * from memory meanwhile. */
-    struct engine_prepared p[2];
+    /* A ring of prepared records: the one being applied and the APPLY_AHEAD after it, whose
+     * cells are on their way from memory meanwhile. */
+    struct engine_prepared p[APPLY_AHEAD + 1];
     struct engine_output out;
-    if (n > 0)
-        prepare(e, recs[0].data, recs[0].len, &p[0]);
+    for (uint32_t i = 0; i < n && i < APPLY_AHEAD; i++)
+        prepare(e, recs[i].data, recs[i].len, &p[i % (APPLY_AHEAD + 1)]);
     for (uint32_t i = 0; i < n; i++) {
-        if (i + 1 < n)
-            prepare(e, recs[i + 1].data, recs[i + 1].len, &p[(i + 1) & 1]);
-        apply_prepared(e, first_index + i, now_ms, &p[i & 1], &out);
+        uint32_t next = i + APPLY_AHEAD;
+        if (next < n)
+            prepare(e, recs[next].data, recs[next].len, &p[next % (APPLY_AHEAD + 1)]);
+        apply_prepared(e, first_index + i, now_ms, &p[i % (APPLY_AHEAD + 1)], &out);
         done(ctx, i, &out);
     }
 }
