@@ -79,6 +79,7 @@ static void init_txn(void)
     ops[2] = (struct sm_coord_op){.kind = SM_COORD_OP_RANGE, .key = "/k"};
 }
 
+/* cppcheck-suppress unknownMacro */
 TestSuite(etcd_json, .init = init_txn);
 
 Test(etcd_json, request_bodies_golden)
