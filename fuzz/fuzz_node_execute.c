@@ -3,7 +3,9 @@
  * by one through node_execute() against a node of two small partitions on the in-memory disk.
  * Whatever the bytes, nothing may crash, every partition's invariants must hold afterwards, and
  * a second node recovered from the same disk must reach exactly the same state (snapshots equal
- * byte for byte): what was logged is what was applied.
+ * byte for byte): what was logged is what was applied. Messages between the partitions (a
+ * cross-partition order, payment or transfer) are delivered every few requests, after a sync,
+ * as the server does between batches.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -56,6 +58,17 @@ static void save_all(const struct store *s, struct sm_wbuf *w)
             abort();
 }
 
+/* One batch boundary: durable, then the messages of durable batches delivered. */
+static void deliver(struct store *s)
+{
+    if (store_sync(s) != 0)
+        abort();
+    store_txn_durable(s);
+    int rc = store_txn_deliver(s);
+    if (rc != 0 && rc != SM_E_BUSY)
+        abort();
+}
+
 static void run(struct store *s, const uint8_t *data, size_t size)
 {
     struct node n;
@@ -88,7 +101,11 @@ static void run(struct store *s, const uint8_t *data, size_t size)
             abort();
         if (i % 8 == 7 && store_tick(s) != 0)
             abort();
+        if (i % 4 == 3)
+            deliver(s);
     }
+    for (int i = 0; i < 8; i++)
+        deliver(s);
     if (store_sync(s) != 0)
         abort();
     sm_wbuf_free(&out);
