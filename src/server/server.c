@@ -100,8 +100,8 @@ struct server {
     struct node node;
     struct store store;
     bool store_open;
-    /* Group commit: at most one flush (write + fdatasync) in flight, on a libuv worker thread.
-     * Replies of the connections in `held` wait for it. */
+    /* Group commit: at most one flush (write + fdatasync) in flight, run on the loop thread
+     * (see flush_start for why). Replies of the connections in `held` wait for it. */
     bool flushing;
     uv_work_t flush_work;
     struct wal_flush flush;

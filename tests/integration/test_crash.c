@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "../support/node_proc.h"
+#include "../support/redis_helpers.h"
 
 #define ROUNDS_DEFAULT 20
 
@@ -38,6 +39,32 @@ static const char *const kills[] = {
 #define KILLS_N ((int)(sizeof kills / sizeof kills[0]))
 
 static const char *const workloads[] = {"flash-sale", "cart", "mixed", "locks"};
+
+/* Connections the node has accepted so far, from INFO (total_connections_received). */
+static long connections_received(const struct node_proc *node)
+{
+    redisContext *c = node_proc_client(node);
+    redisReply *r = node_proc_command(c, "INFO");
+    const char *at = r->str ? strstr(r->str, "total_connections_received:") : NULL;
+    long n = at ? strtol(at + strlen("total_connections_received:"), NULL, 10) : -1;
+    freeReplyObject(r);
+    redisFree(c);
+    return n;
+}
+
+/* Waits (at most 20 s) until the load's 8 clients have connected: our own probes count too, so
+ * the node has then received more than 8 connections. */
+static void wait_for_load_clients(const struct node_proc *node)
+{
+    for (int i = 0; i < 2000; i++) {
+        long n = connections_received(node);
+        cr_assert_geq(n, 0, "INFO has no total_connections_received");
+        if (n > 8 + i)
+            return;
+        usleep(10000);
+    }
+    cr_assert_fail("the load never connected to the node");
+}
 
 static pid_t spawn(const char *const *args)
 {
@@ -135,7 +162,10 @@ Test(crash, kill_9_under_load_loses_no_acknowledged_write)
             node.pid = 0;
             deliberate++;
         } else {
-            usleep((useconds_t)(20000 + rand() % 250000)); /* a random moment of the load */
+            /* A random moment of the load, counted from when the load's clients are connected:
+             * on a busy machine the bench can take longer to start than the whole delay. */
+            wait_for_load_clients(&node);
+            usleep((useconds_t)(20000 + rand() % 250000));
             node_proc_kill(&node);
             waitpid(bench, &status, 0);
         }

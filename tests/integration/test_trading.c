@@ -287,7 +287,7 @@ Test(trading, corrupt_log_refuses_to_start_with_file_and_offset)
 static int snapshot_files(const char *dir)
 {
     char cmd[400];
-    snprintf(cmd, sizeof cmd, "ls %s | grep -c '^snap' || true", dir);
+    snprintf(cmd, sizeof cmd, "ls %s | grep -c '^snap-.*\\.snap$' || true", dir);
     FILE *f = popen(cmd, "r");
     int n = 0;
     if (f) {
