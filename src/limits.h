@@ -130,13 +130,14 @@
 
 /* ---- cross-partition transactions (src/node/txn.c) ----------------------------------------- */
 
-/* Transaction rows per partition, coordinated and participating together: 1024. A row lives
+/* Transaction rows per partition, coordinated and participating together: 16384. A row lives
  * from prepare until every participant acknowledged the decision (for an order: until it is
- * paid, cancelled or expired), then stays as the remembered outcome of its request id until
- * its slot is needed. New transactions past the bound are -BUSY; a prepare that finds no room
- * votes no (BUSY). Rows are found by a scan: 1024 short compares cost about a microsecond,
- * and only cross-partition commands pay it. */
-#define SM_TXN_ROWS_MAX 1024
+ * paid, cancelled or expired), so this bounds the open cross-partition orders one partition
+ * coordinates; then it stays as the remembered outcome of its request id until its slot is
+ * needed. New transactions past the bound are -BUSY; a prepare that finds no room votes no
+ * (BUSY). A partition's rows (about 300 bytes each) and their hash index (384 KiB) are
+ * allocated only once it holds a row. */
+#define SM_TXN_ROWS_MAX 16384
 /* Participants of one transaction: an order's remote partitions (at most one per item) or the
  * two legs of a payment; the bound lets a row keep its votes and acknowledgements in a u64. */
 #define SM_TXN_LEGS_MAX SM_ORDER_ITEMS_MAX

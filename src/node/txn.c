@@ -159,17 +159,46 @@ static struct txn_table *table(const struct store *s, uint32_t p)
     return &s->txns[p];
 }
 
+/* The index's key of a row: (txid, role, leg); a coordinator row has leg 0. */
+struct row_key {
+    const struct txn_table *t;
+    const uint8_t *txid;
+    uint8_t role, leg;
+};
+
+static uint64_t row_hash(const uint8_t *txid, uint8_t role, uint8_t leg)
+{
+    return XXH3_64bits_withSeed(txid, TXN_ID_BYTES, (uint64_t)role << 8 | leg);
+}
+
+static bool row_eq(const void *ctx, uint32_t slot)
+{
+    const struct row_key *k = ctx;
+    const struct txn_row *r = &k->t->rows[slot];
+    return r->role == k->role && r->leg == k->leg && memcmp(r->txid, k->txid, TXN_ID_BYTES) == 0;
+}
+
 static struct txn_row *find(const struct store *s, uint32_t p, const uint8_t *txid, uint8_t role,
                             uint8_t leg)
 {
     struct txn_table *t = table(s, p);
-    for (uint32_t i = 0; i < t->count; i++) {
-        struct txn_row *r = &t->rows[i];
-        if (r->role == role && (role == TXN_ROLE_COORD || r->leg == leg) &&
-            memcmp(r->txid, txid, TXN_ID_BYTES) == 0)
-            return r;
-    }
-    return NULL;
+    if (!t->index_ready)
+        return NULL;
+    struct row_key k = {t, txid, role, role == TXN_ROLE_COORD ? 0 : leg};
+    uint32_t slot = sm_index_find(&t->index, row_hash(txid, k.role, k.leg), row_eq, &k);
+    return slot == SM_INDEX_NONE ? NULL : &t->rows[slot];
+}
+
+/* Makes a row whose txid, role and leg are set findable. */
+static void row_index(struct store *s, uint32_t p, struct txn_row *r)
+{
+    struct txn_table *t = table(s, p);
+    ASSERT(r->role != TXN_ROLE_FREE && (r->role == TXN_ROLE_PART || r->leg == 0));
+    ASSERT(find(s, p, r->txid, r->role, r->leg) == NULL);
+    int rc =
+        sm_index_insert(&t->index, row_hash(r->txid, r->role, r->leg), (uint32_t)(r - t->rows));
+    ASSERT(rc == 0); /* the index holds SM_TXN_ROWS_MAX entries, the table at most that */
+    t->used++;
 }
 
 const struct txn_row *txn_find_coord(const struct store *s, uint32_t p, const uint8_t *txid)
@@ -198,12 +227,26 @@ static void row_clear(struct txn_row *r)
     memset(r, 0, sizeof *r);
 }
 
+/* Frees a row that row_index made findable. */
+static void row_drop(struct txn_table *t, struct txn_row *r)
+{
+    ASSERT(t->used > 0);
+    sm_index_remove(&t->index, row_hash(r->txid, r->role, r->leg), (uint32_t)(r - t->rows));
+    t->used--;
+    row_clear(r);
+}
+
 /* A free row of partition p: an unused one, a new one (the table grows up to its bound), or
  * the final row that became final first. NULL when every row is in flight. */
 static struct txn_row *row_new(struct store *s, uint32_t p)
 {
     struct txn_table *t = table(s, p);
-    for (uint32_t i = 0; i < t->count; i++)
+    if (!t->index_ready) {
+        if (sm_index_init(&t->index, SM_TXN_ROWS_MAX) != 0)
+            return NULL;
+        t->index_ready = true;
+    }
+    for (uint32_t i = 0; t->used < t->count && i < t->count; i++)
         if (t->rows[i].role == TXN_ROLE_FREE)
             return &t->rows[i];
     if (t->count < SM_TXN_ROWS_MAX) {
@@ -225,7 +268,7 @@ static struct txn_row *row_new(struct store *s, uint32_t p)
         if (row_final(&t->rows[i]) && (!oldest || t->rows[i].done_index < oldest->done_index))
             oldest = &t->rows[i];
     if (oldest)
-        row_clear(oldest);
+        row_drop(t, oldest);
     return oldest;
 }
 
@@ -533,6 +576,7 @@ static int apply_begin(struct store *s, uint32_t p, uint64_t index, int64_t now_
         return 0; /* no row: the node answers -BUSY */
     memcpy(r->txid, txid, TXN_ID_BYTES);
     r->role = TXN_ROLE_COORD;
+    row_index(s, p, r);
     r->state = TXN_PREPARING;
     r->kind = (uint8_t)c.type;
     r->waiter_id = index;
@@ -709,6 +753,7 @@ static void on_prepare(struct store *s, uint32_t q, const struct txn_msg *m, uin
     r->role = TXN_ROLE_PART;
     r->kind = (uint8_t)c.type;
     r->leg = m->leg;
+    row_index(s, q, r);
     r->peer = m->from;
     r->started_ms = now_ms;
     r->sent_ms = now_ms;
@@ -754,6 +799,7 @@ static void on_decide(struct store *s, uint32_t q, const struct txn_msg *m, uint
             memcpy(r->txid, m->txid, TXN_ID_BYTES);
             r->role = TXN_ROLE_PART;
             r->leg = m->leg;
+            row_index(s, q, r);
             r->peer = m->from;
             r->state = TXN_ABORTED;
             r->done_index = index;
@@ -972,10 +1018,13 @@ int txn_load(struct store *s, const uint8_t *data, size_t len)
             if (!r)
                 return SM_E_NOMEM;
             int rc = load_row(&rb, r);
+            if (rc == 0 && find(s, p, r->txid, r->role, r->leg) != NULL)
+                rc = SM_E_CORRUPT; /* a row twice */
             if (rc != 0) {
                 row_clear(r);
                 return rc;
             }
+            row_index(s, p, r);
             table(s, p)->placed += r->role == TXN_ROLE_COORD && r->state == TXN_PLACED;
         }
     }
@@ -991,6 +1040,8 @@ void txn_free(struct store *s)
         for (uint32_t i = 0; i < t->count; i++)
             free(t->rows[i].cmd);
         free(t->rows);
+        if (t->index_ready)
+            sm_index_free(&t->index);
         memset(t, 0, sizeof *t);
     }
 }

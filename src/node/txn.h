@@ -51,6 +51,7 @@
 #include "limits.h"
 #include "util/assert.h"
 #include "util/buf.h"
+#include "util/index.h"
 
 #define TXN_ID_BYTES 21
 
@@ -134,12 +135,16 @@ struct txn_row {
 };
 
 /* One partition's rows. Grown on demand up to SM_TXN_ROWS_MAX (cross-partition commands are
- * not the hot path, and most partitions never hold a row). */
+ * not the hot path, and most partitions never hold a row), found through a hash index on
+ * (txid, role, leg) made with the first row. */
 struct txn_table {
     struct txn_row *rows;
     uint32_t count; /* rows in use or free, <= cap */
     uint32_t cap;
+    uint32_t used;   /* rows not free */
     uint32_t placed; /* rows in TXN_PLACED: the tick reads their orders */
+    struct sm_index index;
+    bool index_ready;
 };
 
 /* A client's transaction was decided: its reply (err 0 = success) can be sent once the record
