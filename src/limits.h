@@ -226,6 +226,28 @@
 #define SM_COORD_ADDR_BYTES_MAX         256
 #define SM_COORD_ZONE_BYTES_MAX         64
 
+/* ---- replication (src/cluster/) ------------------------------------------------------------ */
+
+/* A node id inside the cluster layer: 0..4095, the same bound as the placement ring's nodes, so
+ * a replica set or an in-sync set is a handful of small integers. */
+#define SM_CLUSTER_NODES_MAX 4096
+/* Log entries in one APPEND message: enough to ship a full group-commit batch of one partition in
+ * one message; a replica further behind gets several. */
+#define SM_CLUSTER_MSG_ENTRIES_MAX 256
+/* One message on the wire, header and entries: 4 MiB (256 records of 16 KiB would be 4 MiB; the
+ * sender stops adding entries before this). A snapshot message is bounded separately. */
+#define SM_CLUSTER_MSG_BYTES_MAX (4 * 1024 * 1024)
+/* A partition snapshot shipped in one message: 256 MiB. Chunked transfer is future work; the
+ * bound keeps a hostile length from allocating more than a partition ever needs. */
+#define SM_CLUSTER_SNAPSHOT_BYTES_MAX (256 * 1024 * 1024)
+/* Log entries one partition keeps in memory between snapshots (for shipping and for rebuilding a
+ * deposed primary): at least 16, at most 2^24. */
+#define SM_CLUSTER_LOG_ENTRIES_MIN 16
+#define SM_CLUSTER_LOG_ENTRIES_MAX (1u << 24)
+/* Client requests waiting for their commit on one partition (writes and reads): past it a
+ * proposal is refused with BUSY instead of queueing without bound. */
+#define SM_CLUSTER_PENDING_MAX 65536
+
 _Static_assert(SM_KEY_BYTES_MAX < SM_REQUEST_BYTES_MAX, "a key must fit in a request");
 _Static_assert(2 * SM_ORDER_ITEMS_MAX + 32 <= SM_REQUEST_ARGS_MAX,
                "a full order must fit in one command");
@@ -258,5 +280,10 @@ _Static_assert(SM_COORD_KEY_BYTES_MAX >=
 _Static_assert(SM_TXN_LEGS_MAX <= 64, "a transaction's votes fit in a 64-bit mask");
 _Static_assert(SM_TXN_ORDER_TTL_MS_MAX + SM_TXN_PREPARE_TIMEOUT_MS < SM_ENGINE_TTL_MS_MAX,
                "remote holds outlive the order they belong to");
+
+_Static_assert(SM_CLUSTER_MSG_BYTES_MAX >= SM_CLUSTER_MSG_ENTRIES_MAX * 16 + 64 &&
+                   SM_CLUSTER_MSG_BYTES_MAX > SM_ENGINE_RECORD_BYTES_MAX + 1024,
+               "a message holds the largest record");
+_Static_assert(SM_REPLICAS_MAX <= 8, "a replica set fits in a byte of flags");
 
 #endif
