@@ -131,6 +131,18 @@ static void log_truncate_after(struct cluster_part *p, uint64_t index)
     emit(p, &a);
 }
 
+/* Moves the commit index up to c, reporting each newly committed entry. */
+static void set_commit(struct cluster_part *p, uint64_t c)
+{
+    ASSERT(c <= last_index(p));
+    while (p->commit_index < c) {
+        p->commit_index++;
+        struct cluster_action a = {.type = CLUSTER_ACT_COMMITTED, .index = p->commit_index};
+        if (cluster_part_entry(p, p->commit_index, &a.entry))
+            emit(p, &a);
+    }
+}
+
 static void apply_entry(struct cluster_part *p, uint64_t index, struct engine_output *out)
 {
     ASSERT(index == p->applied_index + 1 && index <= last_index(p));
@@ -464,10 +476,8 @@ static void advance_commit(struct cluster_part *p)
         return;
     uint64_t c, round;
     commit_floor(p, &c, &round);
-    if (c > p->commit_index) {
-        ASSERT(c <= last_index(p));
-        p->commit_index = c;
-    }
+    if (c > p->commit_index)
+        set_commit(p, c);
     release_pending(p);
 }
 
@@ -691,7 +701,7 @@ static void replica_commit(struct cluster_part *p, uint64_t leader_commit)
     if (c > last_index(p))
         c = last_index(p);
     if (c > p->commit_index)
-        p->commit_index = c;
+        set_commit(p, c);
     apply_up_to(p, p->commit_index);
     maybe_compact(p);
 }
@@ -935,6 +945,12 @@ void cluster_part_flush(struct cluster_part *p, int64_t now_ms)
             send_append(p, peer, now_ms);
     }
     release_pending(p); /* with no other ISR member, a round confirms at once */
+}
+
+void cluster_part_set_tick_ms(struct cluster_part *p, int64_t tick_ms)
+{
+    ASSERT(tick_ms >= 0);
+    p->cfg.tick_ms = tick_ms;
 }
 
 void cluster_part_tick(struct cluster_part *p, int64_t now_ms)

@@ -80,6 +80,9 @@ enum cluster_action_type {
     CLUSTER_ACT_CAS = 8,              /* config: write it if the current revision is
                                          config.revision; then cluster_part_set_config (new) or
                                          cluster_part_cas_failed */
+    CLUSTER_ACT_COMMITTED = 9,        /* entry is committed here (once per index, in order;
+                                         none for indexes a snapshot covered): for metrics,
+                                         change feeds and the simulator's checker */
 };
 
 /* One action. Everything it points to is borrowed for the duration of the emit call only. */
@@ -240,6 +243,9 @@ void cluster_part_cas_failed(struct cluster_part *p, int64_t now_ms);
 
 /* The SYNC for (index, epoch) completed: everything persisted before it is durable. */
 void cluster_part_persisted(struct cluster_part *p, int64_t now_ms, uint64_t index, uint64_t epoch);
+
+/* Changes how often the primary appends TICK entries (0 = never; the simulator's quiet end). */
+void cluster_part_set_tick_ms(struct cluster_part *p, int64_t tick_ms);
 
 /* Timers: heartbeats, retransmission, ISR lag, tick entries, snapshots. */
 void cluster_part_tick(struct cluster_part *p, int64_t now_ms);
