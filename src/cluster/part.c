@@ -397,7 +397,8 @@ static void send_append(struct cluster_part *p, struct cluster_peer *peer, int64
     size_t bytes = 64;
     for (uint64_t i = peer->next_index; i <= last_index(p); i++) {
         struct cluster_entry e;
-        (void)cluster_part_entry(p, i, &e);
+        bool held = cluster_part_entry(p, i, &e);
+        ASSERT(held); /* snap_index < i <= last */
         if (m->entries_count == SM_CLUSTER_MSG_ENTRIES_MAX ||
             bytes + 32 + e.len > SM_CLUSTER_MSG_BYTES_MAX)
             break;
