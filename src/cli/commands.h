@@ -33,6 +33,10 @@ int cli_check(int argc, char **argv);
 extern const char cli_wal_usage[];
 int cli_wal(int argc, char **argv);
 
+/* `shardmart sim` (cmd_sim.c). */
+extern const char cli_sim_usage[];
+int cli_sim(int argc, char **argv);
+
 /* The table, terminated by an entry whose name is NULL. */
 extern const struct cli_command cli_commands[];
 

@@ -372,6 +372,7 @@ static void send_snapshot(struct cluster_part *p, struct cluster_peer *peer, int
     emit(p, &a);
     free(buf);
     peer->snapshot_sent = true;
+    peer->snapshot_ms = now_ms;
     peer->next_index = p->snap_index + 1;
     peer->last_send_ms = now_ms;
     p->stats_snapshots_sent++;
@@ -485,6 +486,7 @@ static void advance_commit(struct cluster_part *p)
 static void request_cas(struct cluster_part *p, const struct cluster_config *next)
 {
     p->cas_inflight = true;
+    p->cas_sent_ms = p->now_ms;
     struct cluster_action a = {.type = CLUSTER_ACT_CAS, .config = next};
     emit(p, &a);
 }
@@ -680,7 +682,8 @@ static void primary_on_ack(struct cluster_part *p, int64_t now_ms, const struct 
             peer->snapshot_sent = false;
         if (peer->next_index <= peer->match_index)
             peer->next_index = peer->match_index + 1;
-    } else if (!peer->snapshot_sent) {
+    } else if (!peer->snapshot_sent || now_ms - peer->snapshot_ms >= p->cfg.retransmit_ms) {
+        peer->snapshot_sent = false; /* one that got lost is sent again below */
         /* A miss: step back to just after what the replica says it has. */
         uint64_t next =
             m->last_index + 1 < peer->next_index ? m->last_index + 1 : peer->next_index - 1;
@@ -868,7 +871,10 @@ void cluster_part_set_config(struct cluster_part *p, int64_t now_ms, const struc
     bool first = !p->config_known;
     p->config = *c;
     p->config_known = true;
+    /* A CAS of ours in flight was based on an older revision: either this config is its result
+     * (a replica being added is now in the ISR) or it will fail. Either way nothing is pending. */
     p->cas_inflight = false;
+    p->isr_adding = NODE_NONE;
     if (c->epoch < p->epoch)
         return; /* a message told us of a newer epoch already; its config will follow */
     if (first && p->restarted)
@@ -880,8 +886,6 @@ void cluster_part_set_config(struct cluster_part *p, int64_t now_ms, const struc
     }
     if (p->role == CLUSTER_ROLE_PRIMARY && c->epoch == p->epoch) {
         /* our own epoch: the ISR or the replica set changed */
-        if (p->isr_adding != NODE_NONE && cluster_config_has_isr(c, p->isr_adding))
-            p->isr_adding = NODE_NONE;
         set_peers(p, now_ms);
         advance_commit(p);
         return;
@@ -957,6 +961,11 @@ void cluster_part_set_tick_ms(struct cluster_part *p, int64_t tick_ms)
 void cluster_part_tick(struct cluster_part *p, int64_t now_ms)
 {
     p->now_ms = now_ms;
+    if (p->cas_inflight && now_ms - p->cas_sent_ms >= 4 * p->cfg.lag_timeout_ms) {
+        /* the request or its answer was lost: the config says what happened; ask again */
+        p->cas_inflight = false;
+        p->isr_adding = NODE_NONE;
+    }
     if (p->role == CLUSTER_ROLE_PRIMARY && p->epoch_started) {
         if (p->cfg.tick_ms > 0 && now_ms - p->last_tick_ms >= p->cfg.tick_ms &&
             log_has_room(p, 0)) {

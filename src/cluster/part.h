@@ -138,6 +138,7 @@ struct cluster_peer {
     int64_t last_send_ms; /* when we last sent it anything */
     int64_t progress_ms;  /* when match_index last moved or equalled our last index */
     bool snapshot_sent;   /* a snapshot is on its way: wait for its ack */
+    int64_t snapshot_ms;  /* when it was sent (sent again when it got lost) */
 };
 
 /* A client's request waiting for commit (and, for a read, for a confirmation round). */
@@ -188,6 +189,7 @@ struct cluster_part {
     uint64_t restart_floor; /* restarted: the config epoch at restart; lead only above it */
     bool epoch_started;     /* primary: this incarnation appended the epoch's first entry */
     bool cas_inflight;
+    int64_t cas_sent_ms; /* a CAS unanswered for 4 lag timeouts is taken as lost */
     uint32_t isr_adding; /* a replica being added to the ISR (counted for commit), or UINT32_MAX */
     int64_t now_ms;
 
