@@ -412,9 +412,10 @@ static void check_domain(struct sim_world *w, uint32_t part, const struct replay
         int64_t sold = read_field(&r->engine, ENGINE_SKU_GET, name, "sold");
         if (reserved == INT64_MIN)
             continue; /* never created (its creation was still retrying) */
-        if (reserved + sold != held[s])
+        int64_t taken = reserved + sold;
+        if (taken != held[s])
             sim_fail(w, "p%u: %s has %lld reserved + sold, live orders hold %lld", part, name,
-                     (long long)(reserved + sold), (long long)held[s]);
+                     (long long)taken, (long long)held[s]);
     }
     for (uint32_t c = 0; c < w->clients_count; c++)
         if (per_user[c] > 3)

@@ -182,14 +182,17 @@ static bool next_op(struct sim_world *w, struct sim_client *c)
             order_op(w, c, p);
             return true;
         }
-        const struct sim_hist *order = &w->hist[o];
+        /* copies: new_op may move the history */
+        uint32_t part = w->hist[o].part;
+        char key[sizeof w->hist[o].key];
+        memcpy(key, w->hist[o].key, sizeof key);
         bool pay = pick < 54;
         struct sim_hist *h = new_op(w, c, pay ? SIM_OP_PAY : SIM_OP_CANCEL,
-                                    pay ? ENGINE_ORDER_PAY : ENGINE_ORDER_CANCEL, order->part);
-        memcpy(h->key, order->key, sizeof h->key);
+                                    pay ? ENGINE_ORDER_PAY : ENGINE_ORDER_CANCEL, part);
+        memcpy(h->key, key, sizeof h->key);
         if (pay) {
-            snprintf(h->key2, sizeof h->key2, "u%up%u", c->id, order->part);
-            snprintf(h->key3, sizeof h->key3, "m%u", order->part);
+            snprintf(h->key2, sizeof h->key2, "u%up%u", c->id, part);
+            snprintf(h->key3, sizeof h->key3, "m%u", part);
         }
     } else if (pick < 80) {
         struct sim_hist *h = new_op(w, c, SIM_OP_READ, ENGINE_SKU_GET, p);

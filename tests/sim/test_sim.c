@@ -12,7 +12,7 @@ static uint64_t env_u64(const char *name, uint64_t dflt)
 }
 
 /* SHARDMART_SIM_FIRST / SHARDMART_SIM_SEEDS widen the range (make soak-style runs). */
-Test(sim, two_hundred_seeds_pass_the_checker, .timeout = 600)
+Test(sim, two_hundred_seeds_pass_the_checker)
 {
     uint64_t first = env_u64("SHARDMART_SIM_FIRST", 1);
     uint64_t count = env_u64("SHARDMART_SIM_SEEDS", 200);
@@ -55,7 +55,7 @@ Test(sim, a_seed_reproduces_its_run_exactly)
     }
 }
 
-Test(sim, the_checker_catches_a_primary_that_commits_without_its_isr, .timeout = 300)
+Test(sim, the_checker_catches_a_primary_that_commits_without_its_isr)
 {
     uint32_t caught = 0;
     for (uint64_t seed = 1; seed <= 40; seed++) {
