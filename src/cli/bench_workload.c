@@ -44,9 +44,9 @@ static uint32_t rng_below(struct bench_workload_state *w, uint32_t n)
     return (uint32_t)((rng_next(w) >> 32) * n >> 32);
 }
 
-/* Cart SKUs and mixed accounts must share a partition (the node refuses orders and transfers
- * that span partitions): keep generated names "<tag>-<letter><i>" whose partition is the first
- * one's. */
+/* Cart SKUs and mixed accounts share a partition so that the load measures the single-partition
+ * path (spanning orders and transfers cost a two-phase commit, docs/node.md): keep generated names
+ * "<tag>-<letter><i>" whose partition is the first one's. */
 static int pick_colocated(struct bench_workload_state *w, char letter, uint32_t want_n,
                           char (*names)[BENCH_NAME_BYTES], uint32_t *names_n)
 {
