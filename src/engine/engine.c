@@ -83,10 +83,11 @@ static void *table_alloc(size_t n, size_t size, bool prefault)
     return p;
 }
 
-static void hint_index(const struct sm_index *ix, bool prefault)
+static void hint_index(struct sm_index *ix, bool prefault)
 {
     if (!prefault)
         return;
+    sm_index_presize(ix);
     size_t cells = (size_t)ix->mask + 1;
     hint_huge(ix->cells, cells * sizeof *ix->cells);
     memset(ix->cells, 0, cells * sizeof *ix->cells);

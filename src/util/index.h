@@ -21,6 +21,16 @@
  *
  * Capacity is fixed at init: entries_max rows at a load factor of at most 0.7. Inserting past
  * entries_max returns SM_E_BUSY; nothing allocates after init.
+ *
+ * The cells of the full capacity are allocated (zeroed address space) at init, but only a prefix
+ * is in use: it starts at SM_INDEX_CELLS_START cells and doubles in place when an insert would
+ * take it past a load of 0.7, until it is the full size. A node has hundreds of partitions with
+ * several indexes each, sized for the worst partition; with every index at its full size from
+ * the start, each new key touched a page nobody had touched (a page fault, 4 KiB zeroed) and a
+ * node held gigabytes for a few thousand rows. Now the pages in use follow the rows. A doubling
+ * re-places every entry (scratch: cells after the full size, also reserved at init), so one
+ * insert in a power of two costs a pass over the index; the positions of entries change, which
+ * nothing outside this file observes.
  */
 #ifndef SHARDMART_UTIL_INDEX_H
 #define SHARDMART_UTIL_INDEX_H
@@ -32,11 +42,15 @@
 #include "util/assert.h"
 
 #define SM_INDEX_NONE UINT32_MAX
+/* Cells an index starts with (a tuning constant, not a limit: 1024 cells are 8 KiB). */
+#define SM_INDEX_CELLS_START 1024u
 
 struct sm_index {
-    uint64_t *cells;      /* slot << 32 | tag; 0 marks an empty cell */
-    uint32_t mask;        /* cells - 1; cells is a power of two, at most 2^32 */
-    uint32_t count;       /* entries present */
+    uint64_t *cells;   /* slot << 32 | tag; 0 marks an empty cell */
+    uint32_t mask;     /* cells in use - 1; cells is a power of two, at most 2^32 */
+    uint32_t mask_min; /* cells in use when empty - 1 (the start size, or the full after presize) */
+    uint32_t mask_max; /* cells at the full size - 1 */
+    uint32_t count;    /* entries present */
     uint32_t entries_max; /* inserts past this fail with SM_E_BUSY */
 };
 
@@ -46,9 +60,12 @@ typedef bool (*sm_index_eq_fn)(const void *ctx, uint32_t slot);
 /* Allocates cells for entries_max entries (>= 1). 0, or SM_E_NOMEM. Free with sm_index_free. */
 MUST_USE int sm_index_init(struct sm_index *ix, uint32_t entries_max);
 void sm_index_free(struct sm_index *ix);
-/* Removes every entry, keeping the memory. */
+/* Removes every entry, keeping the memory (the cells in use shrink back to mask_min + 1). */
 void sm_index_clear(struct sm_index *ix);
-/* Bytes of cells an index of entries_max entries allocates (for memory accounting). */
+/* Puts the full size in use now and after every clear (an empty index only): for callers that touch
+ * every page at start to keep page faults and doublings out of their measured path. */
+void sm_index_presize(struct sm_index *ix);
+/* Bytes of cells an index of entries_max entries uses at its full size (memory accounting). */
 size_t sm_index_bytes(uint32_t entries_max);
 
 /* The tag kept for a hash: its low 32 bits, 0 (the empty marker) forced to another value. */

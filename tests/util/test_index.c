@@ -110,6 +110,53 @@ Test(index, bytes_are_eight_per_cell_at_load_at_most_0_7)
     cr_assert_eq(sm_index_bytes(10000000), (size_t)(1u << 24) * 8);
     struct sm_index ix;
     cr_assert_eq(sm_index_init(&ix, 12), 0);
-    cr_assert_eq((size_t)ix.mask + 1, 32);
+    cr_assert_eq((size_t)ix.mask_max + 1, 32);
+    sm_index_free(&ix);
+}
+
+/* The cells in use start small and double in place while entries arrive, every entry findable
+ * across each doubling (weak hashes: long runs wrap around the end of the cells in use), up to
+ * the full size; removing leaves the size, clear shrinks back, presize starts at the full size. */
+Test(index, grows_in_place_from_the_start_size_to_the_full_size)
+{
+    struct sm_index ix;
+    cr_assert_eq(sm_index_init(&ix, ROWS), 0);
+    cr_assert_eq((size_t)ix.mask + 1, SM_INDEX_CELLS_START);
+    cr_assert_eq((size_t)ix.mask_max + 1, 4096);
+    uint32_t masks_seen = 0, last_mask = ix.mask;
+    for (uint32_t s = 0; s < ROWS; s++) {
+        row_keys[s] = (uint64_t)s * 7919 + 3;
+        row_live[s] = true;
+        cr_assert_eq(sm_index_insert(&ix, weak_hash(row_keys[s]) ^ s, s), 0);
+        cr_assert(ix.count * 10 <= ((uint64_t)ix.mask + 1) * 7, "load above 0.7 at %u", s);
+        if (ix.mask != last_mask) {
+            masks_seen++;
+            last_mask = ix.mask;
+            for (uint32_t t = 0; t <= s; t++)
+                cr_assert_eq(sm_index_find(&ix, weak_hash(row_keys[t]) ^ t, eq_key, &row_keys[t]),
+                             t);
+        }
+    }
+    cr_assert_eq(masks_seen, 2); /* 1024 -> 2048 -> 4096 */
+    cr_assert_eq(ix.mask, ix.mask_max);
+    cr_assert_eq(sm_index_insert(&ix, 1, ROWS), SM_E_BUSY);
+    for (uint32_t s = 0; s < ROWS; s += 3) {
+        sm_index_remove(&ix, weak_hash(row_keys[s]) ^ s, s);
+        row_live[s] = false;
+    }
+    for (uint32_t s = 0; s < ROWS; s++)
+        cr_assert_eq(sm_index_find(&ix, weak_hash(row_keys[s]) ^ s, eq_key, &row_keys[s]),
+                     s % 3 ? s : SM_INDEX_NONE);
+    sm_index_clear(&ix);
+    cr_assert_eq((size_t)ix.mask + 1, SM_INDEX_CELLS_START);
+    for (uint32_t s = 0; s < ROWS; s++) {
+        row_live[s] = false;
+        cr_assert_eq(sm_index_find(&ix, weak_hash(row_keys[s]) ^ s, eq_key, &row_keys[s]),
+                     SM_INDEX_NONE);
+    }
+    sm_index_presize(&ix);
+    cr_assert_eq(ix.mask, ix.mask_max);
+    sm_index_clear(&ix);
+    cr_assert_eq(ix.mask, ix.mask_max);
     sm_index_free(&ix);
 }
