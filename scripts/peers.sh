@@ -41,17 +41,17 @@ peers_wait_port() {
     return 1
 }
 
+# A new temporary directory in PEERS_TMPDIR, removed by peers_stop_all. Call it directly, never
+# in $(...): a command substitution runs in a subshell, whose PEERS_DIRS the EXIT trap never sees.
 peers_tmpdir() {
-    local d
-    d=$(mktemp -d "${TMPDIR:-/tmp}/shardmart-peer.XXXXXX")
-    PEERS_DIRS+=("$d")
-    echo "$d"
+    PEERS_TMPDIR=$(mktemp -d "${TMPDIR:-/tmp}/shardmart-peer.XXXXXX")
+    PEERS_DIRS+=("$PEERS_TMPDIR")
 }
 
 # peers_start_redis PORT always|everysec|off -> Redis 7 with AOF fsync as asked, no RDB snapshots.
 peers_start_redis() {
     local port=$1 mode=$2 dir
-    dir=$(peers_tmpdir)
+    peers_tmpdir; dir=$PEERS_TMPDIR
     local aof=(--appendonly no)
     [[ $mode != off ]] && aof=(--appendonly yes --appendfsync "$mode")
     redis-server --bind 127.0.0.1 --port "$port" --dir "$dir" --save "" "${aof[@]}" \
@@ -65,7 +65,7 @@ peers_start_redis() {
 peers_start_postgres() {
     local port=$1 dir bin
     bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
-    dir=$(peers_tmpdir)
+    peers_tmpdir; dir=$PEERS_TMPDIR
     chown postgres "$dir"
     runuser -u postgres -- "$bin/initdb" -D "$dir/data" -A trust -U postgres >/dev/null
     runuser -u postgres -- "$bin/postgres" -D "$dir/data" -h 127.0.0.1 -p "$port" \
@@ -77,7 +77,7 @@ peers_start_postgres() {
 # peers_start_etcd NAME CLIENT_PORT PEER_PORT [INITIAL_CLUSTER] -> one etcd member.
 peers_start_etcd() {
     local name=$1 cport=$2 pport=$3 cluster=${4:-"$1=http://127.0.0.1:$3"} dir
-    dir=$(peers_tmpdir)
+    peers_tmpdir; dir=$PEERS_TMPDIR
     etcd --name "$name" --data-dir "$dir/data" \
         --listen-client-urls "http://127.0.0.1:$cport" --advertise-client-urls "http://127.0.0.1:$cport" \
         --listen-peer-urls "http://127.0.0.1:$pport" --initial-advertise-peer-urls "http://127.0.0.1:$pport" \
