@@ -45,7 +45,7 @@ static int64_t wall_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* server_config_defaults' engine capacities and the node's store settings. */
+/* The node's default engine capacities and store settings. */
 static void node_config(struct store_config *c, const char *dir, enum wal_sync_mode sync)
 {
     memset(c, 0, sizeof *c);
@@ -53,23 +53,7 @@ static void node_config(struct store_config *c, const char *dir, enum wal_sync_m
     c->dir = dir;
     c->sync_mode = sync;
     c->preallocate = true;
-    c->engine = (struct engine_config){
-        .skus_max = 65536,
-        .orders_max = 1000000,
-        .holds_max = 65536,
-        .accounts_max = 65536,
-        .limit_rows_max = 1000000,
-        .item_chunks_max = 262144,
-        .request_ids_max = 1000000,
-        .order_retention_ms = 3600 * 1000,
-        .hold_retention_ms = 3600 * 1000,
-        .locks = {.sessions_max = 1024,
-                  .locks_max = 4096,
-                  .holds_max = 4096,
-                  .waiters_max = 1024,
-                  .permits_max = 1024,
-                  .reentry_max = 64},
-    };
+    store_engine_defaults(&c->engine);
 }
 
 static void die(const char *what, int rc)

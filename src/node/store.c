@@ -578,3 +578,27 @@ bool store_check(const struct store *s, char *why, size_t why_cap)
     }
     return true;
 }
+
+void store_engine_defaults(struct engine_config *e)
+{
+    *e = (struct engine_config){
+        .skus_max = 65536,
+        .orders_max = 1000000,
+        .holds_max = 65536,
+        .accounts_max = 65536,
+        .limit_rows_max = 1000000,
+        .item_chunks_max = 262144,
+        .request_ids_max = 1000000,
+        .order_retention_ms = 3600 * 1000,
+        .hold_retention_ms = 3600 * 1000,
+        .locks =
+            {
+                .sessions_max = 1024,
+                .locks_max = 4096,
+                .holds_max = 4096,
+                .waiters_max = 1024,
+                .permits_max = 1024,
+                .reentry_max = 64,
+            },
+    };
+}

@@ -102,6 +102,10 @@ struct store {
  * what recovery found (torn tail cut, repairs). On error nothing needs closing. */
 MUST_USE int store_open(struct store *s, const struct store_config *cfg,
                         struct wal_recovery *report, char *why, size_t why_cap);
+/* The engine capacities of a node started with `shardmart start`'s defaults (the flags can
+ * change each one). */
+void store_engine_defaults(struct engine_config *e);
+
 void store_close(struct store *s);
 
 /* The partition of a key (XXH3-64 + jump hash). */

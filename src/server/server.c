@@ -155,26 +155,7 @@ void server_config_defaults(struct server_config *cfg)
     cfg->tick_ms = 100;
     cfg->snapshot_every = 1000000;
     cfg->preallocate = true;
-    cfg->engine = (struct engine_config){
-        .skus_max = 65536,
-        .orders_max = 1000000,
-        .holds_max = 65536,
-        .accounts_max = 65536,
-        .limit_rows_max = 1000000,
-        .item_chunks_max = 262144,
-        .request_ids_max = 1000000,
-        .order_retention_ms = 3600 * 1000,
-        .hold_retention_ms = 3600 * 1000,
-        .locks =
-            {
-                .sessions_max = 1024,
-                .locks_max = 4096,
-                .holds_max = 4096,
-                .waiters_max = 1024,
-                .permits_max = 1024,
-                .reentry_max = 64,
-            },
-    };
+    store_engine_defaults(&cfg->engine);
 }
 
 static void on_batch_idle(uv_idle_t *h)
