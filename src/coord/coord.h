@@ -233,6 +233,10 @@ MUST_USE int sm_coord_embedded_open(struct sm_coord_store *s, struct sm_coord **
 void sm_coord_embedded_set_manual(struct sm_coord *c, bool manual);
 /* Applies up to n waiting requests of a manual client in submit order; returns how many. */
 size_t sm_coord_embedded_apply(struct sm_coord *c, size_t n);
+/* Completes the oldest n waiting requests of a manual client with err, without applying them
+ * (the simulator loses one request on its way to the store: SM_E_TIMEOUT, as the etcd backend
+ * reports a request that got no answer). Returns how many. */
+size_t sm_coord_embedded_fail(struct sm_coord *c, size_t n, int err);
 /* Completes every waiting request of a manual client with err (SM_E_TRYAGAIN: did not apply,
  * as when the node could not reach the control plane). Returns how many. */
 size_t sm_coord_embedded_fail_pending(struct sm_coord *c, int err);

@@ -13,6 +13,7 @@
  * A transaction first checks everything that could make it fail and allocates what it needs,
  * then mutates, so that it applies whole or not at all.
  */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -843,22 +844,27 @@ size_t sm_coord_embedded_apply(struct sm_coord *c, size_t n)
     return done;
 }
 
-size_t sm_coord_embedded_fail_pending(struct sm_coord *c, int err)
+size_t sm_coord_embedded_fail(struct sm_coord *c, size_t n, int err)
 {
     ASSERT(err < 0);
     struct embedded_client *cl = client_of(c);
     size_t done = 0;
     struct coord_req *q;
-    while ((q = pending_pop(cl)) != NULL) {
-        struct coord_result_node *n = q->done;
+    while (done < n && (q = pending_pop(cl)) != NULL) {
+        struct coord_result_node *node = q->done;
         q->done = NULL;
-        ASSERT(n);
-        coord_result_fail(&n->result, err, "not applied: %s", sm_strerror(err));
-        coord_results_push(&cl->results, n);
+        ASSERT(node);
+        coord_result_fail(&node->result, err, "not applied: %s", sm_strerror(err));
+        coord_results_push(&cl->results, node);
         coord_req_free(q);
         done++;
     }
     return done;
+}
+
+size_t sm_coord_embedded_fail_pending(struct sm_coord *c, int err)
+{
+    return sm_coord_embedded_fail(c, SIZE_MAX, err);
 }
 
 size_t sm_coord_embedded_pending(const struct sm_coord *c)

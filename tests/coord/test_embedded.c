@@ -231,6 +231,41 @@ Test(embedded, manual_mode_applies_when_told)
     sm_coord_result_free(&r);
 }
 
+Test(embedded, manual_mode_fails_the_oldest_requests_only)
+{
+    struct sm_coord *a = harness_client(&h);
+    struct sm_coord *b = harness_client(&h);
+    sm_coord_embedded_set_manual(a, true);
+    uint64_t i1, i2, i3, ib;
+    cr_assert_eq(sm_coord_put(a, "/p", "1", 1, 0, &i1), 0);
+    cr_assert_eq(sm_coord_put(a, "/q", "2", 1, 0, &i2), 0);
+    cr_assert_eq(sm_coord_put(a, "/r", "3", 1, 0, &i3), 0);
+    /* The first is lost on its way: it fails, and the next one is now at the head. */
+    cr_assert_eq(sm_coord_embedded_fail(a, 1, SM_E_TIMEOUT), 1);
+    cr_assert_eq(sm_coord_embedded_pending(a), 2);
+    struct sm_coord_result r = done(a, i1);
+    cr_assert_eq(r.err, SM_E_TIMEOUT);
+    cr_assert(strstr(r.message, "not applied") != NULL, "%s", r.message);
+    sm_coord_result_free(&r);
+    cr_assert_eq(sm_coord_embedded_apply(a, 1), 1);
+    r = done(a, i2);
+    cr_assert_eq(r.err, 0);
+    sm_coord_result_free(&r);
+    /* Asking for more than wait fails what there is. */
+    cr_assert_eq(sm_coord_embedded_fail(a, 5, SM_E_TIMEOUT), 1);
+    cr_assert_eq(sm_coord_embedded_pending(a), 0);
+    r = done(a, i3);
+    cr_assert_eq(r.err, SM_E_TIMEOUT);
+    sm_coord_result_free(&r);
+    cr_assert_eq(sm_coord_embedded_fail(a, 1, SM_E_TIMEOUT), 0, "nothing waits");
+    /* Only /q applied. */
+    cr_assert_eq(sm_coord_get(b, "/", true, &ib), 0);
+    r = done(b, ib);
+    cr_assert_eq(r.kvs_count, 1);
+    cr_assert_str_eq(r.kvs[0].key, "/q");
+    sm_coord_result_free(&r);
+}
+
 Test(embedded, pending_bound_is_busy)
 {
     struct sm_coord *a = harness_client(&h);
