@@ -19,8 +19,9 @@ const char cli_sim_usage[] =
     "Runs the cluster simulator once per seed in A..B (one seed when B is left out): N nodes\n"
     "replicating P partitions with real engines, a lossy, duplicating, reordering network with\n"
     "cuts of any shape, disks that lose unsynced writes at a crash, crashes and restarts, clock\n"
-    "skew, a control plane with leases, and C clients running a flash-sale, cart, payment and\n"
-    "lock workload. Each run ends healed and quiet, then the checker proves the history: every\n"
+    "skew, the embedded control plane of src/coord/ (leases, CAS, watches; requests and\n"
+    "answers lost or cut off), and C clients running a flash-sale, cart, payment and lock\n"
+    "workload. Each run ends healed and quiet, then the checker proves the history: every\n"
     "acknowledged write committed exactly once with the reply the client got, no stale or dirty\n"
     "read, no oversell, per-user limits, money conserved, one lock holder at a time, and every\n"
     "replica's state byte for byte equal to the committed log's.\n"
@@ -129,11 +130,13 @@ int cli_sim(int argc, char **argv)
             printf("seed %llu FAILED: %s\n", (unsigned long long)seed, r.why);
         if (o.trace || a == b)
             printf("seed %llu: %s, %llu events, %llu requests acknowledged, %llu failovers, "
-                   "%llu crashes, %llu cuts, trace %016llx\n",
+                   "%llu crashes, %llu cuts, %llu plane requests or answers lost, %llu leases "
+                   "lost, trace %016llx\n",
                    (unsigned long long)seed, r.ok ? "passed" : "failed",
                    (unsigned long long)r.events, (unsigned long long)r.requests_acked,
                    (unsigned long long)r.failovers, (unsigned long long)r.crashes,
-                   (unsigned long long)r.partitions_cut, (unsigned long long)r.trace_hash);
+                   (unsigned long long)r.partitions_cut, (unsigned long long)r.coord_lost,
+                   (unsigned long long)r.leases_lost, (unsigned long long)r.trace_hash);
         if (seed == b)
             break;
     }

@@ -333,7 +333,7 @@ static void check_replicas(struct sim_world *w, uint32_t part, const struct repl
         sim_fail(w, "p%u: out of memory saving the replay", part);
         goto out;
     }
-    const struct cluster_config *c = &w->plane.configs[part];
+    const struct cluster_config *c = &w->configs[part];
     for (uint32_t k = 0; k < c->replicas_count && !w->violated; k++) {
         uint32_t n = c->replicas[k];
         const struct cluster_part *x = &w->nodes[n].parts[part];

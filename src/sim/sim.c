@@ -1,8 +1,8 @@
 /*
  * The simulator's scheduler and world: events in a heap ordered by (time, sequence), nodes that
  * run src/cluster/ per partition over simulated disks, a network that loses, duplicates, delays
- * and reorders, cuts of any shape, crashes and restarts, clock skew, and the control plane (member
- * leases, partition configs changed by CAS, the controller's election) with delayed watch notes.
+ * and reorders, cuts of any shape, crashes and restarts, and clock skew. The control plane is the
+ * embedded backend of src/coord/, each node a client of it (plane.c).
  * docs/sim.md lists the faults and how to reproduce a seed.
  */
 #include "sim/sim_internal.h"
@@ -169,7 +169,7 @@ void sim_trace(struct sim_world *w, const char *fmt, ...)
         fprintf(w->opt.trace, "%8lld %s\n", (long long)w->now, len >= 0 ? text : fmt);
 }
 
-static int64_t node_now(const struct sim_node *n)
+int64_t sim_node_now(const struct sim_node *n)
 {
     int64_t t = n->w->now + n->skew_ms;
     return t > 0 ? t : 0;
@@ -270,24 +270,6 @@ static void net_send(struct sim_world *w, uint32_t from, uint32_t to, const uint
     }
 }
 
-static void plane_op(struct sim_world *w, struct sim_node *n, enum sim_plane_op op, uint32_t part,
-                     const struct cluster_config *c)
-{
-    if (w->cut_plane[n->id])
-        return;
-    struct sim_ev ev = {.at = w->now + sim_rng_range(&w->rng, 1, 3),
-                        .type = SIM_EV_PLANE_OP,
-                        .node = n->id,
-                        .part = part,
-                        .incarnation = n->incarnation,
-                        .a = op};
-    if (c) {
-        ev.bytes = dup_bytes(c, sizeof *c);
-        ev.len = sizeof *c;
-    }
-    sim_schedule(w, &ev);
-}
-
 static void reply_to_client(struct sim_world *w, uint32_t h, int err,
                             const struct engine_reply *reply)
 {
@@ -344,7 +326,7 @@ static void node_emit(void *ctx, const struct cluster_action *a)
         reply_to_client(w, (uint32_t)a->token, SM_E_TRYAGAIN, NULL);
         return;
     case CLUSTER_ACT_CAS:
-        plane_op(w, n, SIM_PLANE_CAS_PART, a->partition, a->config);
+        sim_plane_cas(w, n, a->config, a->partition, true);
         return;
     case CLUSTER_ACT_COMMITTED:
         sim_oracle_commit(w, n->id, a->partition, &a->entry);
@@ -358,7 +340,7 @@ static void ctl_emit(void *ctx, const struct cluster_action *a)
     if (a->type == CLUSTER_ACT_SEND)
         net_send(n->w, n->id, a->to, a->bytes, a->len);
     else if (a->type == CLUSTER_ACT_CAS)
-        plane_op(n->w, n, SIM_PLANE_CAS_CTL, a->partition, a->config);
+        sim_plane_cas(n->w, n, a->config, a->partition, false);
 }
 
 /* Starts (or restarts) a node from its disks. */
@@ -367,9 +349,10 @@ static int node_start(struct sim_world *w, struct sim_node *n, bool restarted)
     n->up = true;
     n->loaded = false;
     n->incarnation++;
-    n->controller = -1;
-    n->is_controller = false;
-    memset(n->live, 0, sizeof n->live);
+    memset(n->configs, 0, w->parts_count * sizeof *n->configs);
+    int rc = sim_plane_node_open(w, n);
+    if (rc != 0)
+        return rc;
     for (uint32_t p = 0; p < w->parts_count; p++) {
         struct sim_disk *d = &n->disks[p];
         struct cluster_entry *es = calloc(d->count ? d->count : 1, sizeof *es);
@@ -381,8 +364,8 @@ static int node_start(struct sim_world *w, struct sim_node *n, bool restarted)
         c.node = n->id;
         c.emit = node_emit;
         c.emit_ctx = n;
-        int rc = cluster_part_init(&n->parts[p], &c, d->snap, d->snap_len, d->snap_index,
-                                   d->snap_epoch, d->snap_time_ms, es, d->count, restarted);
+        rc = cluster_part_init(&n->parts[p], &c, d->snap, d->snap_len, d->snap_index, d->snap_epoch,
+                               d->snap_time_ms, es, d->count, restarted);
         free(es);
         if (rc != 0)
             return rc;
@@ -394,13 +377,9 @@ static int node_start(struct sim_world *w, struct sim_node *n, bool restarted)
                                            .query_timeout_ms = 30,
                                            .emit = ctl_emit,
                                            .emit_ctx = n};
-    int rc = cluster_controller_init(&n->ctl, &cc);
+    rc = cluster_controller_init(&n->ctl, &cc);
     if (rc != 0)
         return rc;
-    n->next_keepalive_ms = w->now;
-    n->next_campaign_ms = w->now;
-    plane_op(w, n, SIM_PLANE_KEEPALIVE, 0, NULL);
-    plane_op(w, n, SIM_PLANE_LOAD, 0, NULL);
     struct sim_ev tick = {.at = w->now + sim_rng_range(&w->rng, 1, TICK_MS),
                           .type = SIM_EV_TICK,
                           .node = n->id,
@@ -421,6 +400,7 @@ static void node_stop(struct sim_world *w, struct sim_node *n)
     }
     w->res->failovers += n->ctl.failovers_done;
     cluster_controller_free(&n->ctl);
+    sim_plane_node_close(w, n);
 }
 
 static void node_crash(struct sim_world *w, struct sim_node *n)
@@ -436,7 +416,7 @@ static void node_crash(struct sim_world *w, struct sim_node *n)
 
 static void node_flush(struct sim_world *w, struct sim_node *n, uint32_t p)
 {
-    cluster_part_flush(&n->parts[p], node_now(n));
+    cluster_part_flush(&n->parts[p], sim_node_now(n));
     (void)w;
 }
 
@@ -460,12 +440,12 @@ static void node_deliver(struct sim_world *w, struct sim_node *n, const struct s
               (unsigned long long)m->last_index);
     if (w->msg->type == CLUSTER_MSG_LOG_END) {
         if (n->is_controller)
-            cluster_controller_receive(&n->ctl, node_now(n), w->msg);
+            cluster_controller_receive(&n->ctl, sim_node_now(n), w->msg);
         return;
     }
     if (w->msg->partition >= w->parts_count)
         return;
-    cluster_part_receive(&n->parts[w->msg->partition], node_now(n), w->msg);
+    cluster_part_receive(&n->parts[w->msg->partition], sim_node_now(n), w->msg);
     node_flush(w, n, w->msg->partition);
 }
 
@@ -483,10 +463,10 @@ void sim_node_client_request(struct sim_world *w, struct sim_node *n, uint32_t h
     struct cluster_part *p = &n->parts[x->part];
     int rc;
     if (x->kind == SIM_OP_READ) {
-        rc = cluster_part_read(p, node_now(n), h, &cmd);
+        rc = cluster_part_read(p, sim_node_now(n), h, &cmd);
     } else {
         struct engine_reply r;
-        rc = cluster_part_propose(p, node_now(n), h, &cmd, &r);
+        rc = cluster_part_propose(p, sim_node_now(n), h, &cmd, &r);
     }
     if (rc != 0)
         reply_to_client(w, h, rc, NULL);
@@ -496,15 +476,8 @@ void sim_node_client_request(struct sim_world *w, struct sim_node *n, uint32_t h
 /* Lease upkeep, the controller's campaign and its checks, every partition's timers. */
 static void node_tick(struct sim_world *w, struct sim_node *n)
 {
-    int64_t now = node_now(n);
-    if (w->now >= n->next_keepalive_ms) {
-        n->next_keepalive_ms = w->now + w->lease_ttl_ms / 3;
-        plane_op(w, n, SIM_PLANE_KEEPALIVE, 0, NULL);
-    }
-    if (n->loaded && n->controller < 0 && w->now >= n->next_campaign_ms) {
-        n->next_campaign_ms = w->now + w->lease_ttl_ms / 3;
-        plane_op(w, n, SIM_PLANE_CAMPAIGN, 0, NULL);
-    }
+    int64_t now = sim_node_now(n);
+    sim_plane_node_tick(w, n);
     if (n->is_controller)
         for (uint32_t p = 0; p < w->parts_count; p++)
             cluster_controller_check(&n->ctl, now, p, &n->configs[p], n->live, w->nodes_count);
@@ -516,166 +489,12 @@ static void node_tick(struct sim_world *w, struct sim_node *n)
     sim_schedule(w, &tick);
 }
 
-/* ---- the control plane --------------------------------------------------------------------- */
-
-static void plane_note(struct sim_world *w, uint32_t node, enum sim_plane_note kind, uint32_t part,
-                       const void *bytes, size_t len)
-{
-    struct sim_node *n = &w->nodes[node];
-    if (!n->up || w->cut_plane[node])
-        return; /* a watch that cannot reach its node: the node reloads when it reconnects */
-    int64_t at = w->now + sim_rng_range(&w->rng, 1, 6);
-    if (at < w->plane.note_at[node])
-        at = w->plane.note_at[node];
-    w->plane.note_at[node] = at;
-    struct sim_plane *pl = &w->plane;
-    uint64_t mask = 0;
-    for (uint32_t i = 0; i < w->nodes_count; i++)
-        mask |= (uint64_t)pl->member[i] << i;
-    struct sim_ev ev = {.at = at,
-                        .type = SIM_EV_PLANE_NOTE,
-                        .node = node,
-                        .part = part,
-                        .incarnation = n->incarnation,
-                        .a = kind,
-                        .b = mask | (uint64_t)(pl->controller + 1) << 32,
-                        .bytes = bytes ? dup_bytes(bytes, len) : NULL,
-                        .len = len};
-    sim_schedule(w, &ev);
-}
-
-static void plane_broadcast(struct sim_world *w, enum sim_plane_note kind, uint32_t part)
-{
-    for (uint32_t i = 0; i < w->nodes_count; i++) {
-        if (kind == SIM_NOTE_CONFIG)
-            plane_note(w, i, kind, part, &w->plane.configs[part], sizeof(struct cluster_config));
-        else
-            plane_note(w, i, kind, 0, NULL, 0);
-    }
-}
-
-static void plane_expire(struct sim_world *w)
-{
-    struct sim_plane *pl = &w->plane;
-    bool changed = false;
-    for (uint32_t i = 0; i < w->nodes_count; i++) {
-        if (pl->member[i] && pl->lease_until[i] <= w->now) {
-            pl->member[i] = false;
-            if (pl->controller == (int32_t)i)
-                pl->controller = -1;
-            changed = true;
-            sim_trace(w, "plane: lease of n%u expired", i);
-        }
-    }
-    if (changed)
-        plane_broadcast(w, SIM_NOTE_MEMBERS, 0);
-}
-
-static void plane_cas(struct sim_world *w, const struct sim_ev *ev)
-{
-    struct sim_plane *pl = &w->plane;
-    struct cluster_config c;
-    memcpy(&c, ev->bytes, sizeof c);
-    struct cluster_config *cur = &pl->configs[ev->part];
-    if (c.revision != cur->revision) {
-        sim_trace(w, "plane: CAS of p%u by n%u refused: revision %llu, now %llu", ev->part,
-                  ev->node, (unsigned long long)c.revision, (unsigned long long)cur->revision);
-        if (ev->a == SIM_PLANE_CAS_PART)
-            plane_note(w, ev->node, SIM_NOTE_CAS_FAILED, ev->part, NULL, 0);
-        return;
-    }
-    c.revision = ++pl->revision;
-    *cur = c;
-    sim_trace(w, "plane: p%u epoch %llu primary n%u isr %u (by n%u)", ev->part,
-              (unsigned long long)c.epoch, c.primary, c.isr_count, ev->node);
-    plane_broadcast(w, SIM_NOTE_CONFIG, ev->part);
-}
-
-static void plane_handle(struct sim_world *w, const struct sim_ev *ev)
-{
-    struct sim_plane *pl = &w->plane;
-    struct sim_node *n = &w->nodes[ev->node];
-    plane_expire(w);
-    if (!n->up || n->incarnation != ev->incarnation)
-        return; /* a request from a dead incarnation that was still on its way */
-    switch (ev->a) {
-    case SIM_PLANE_KEEPALIVE:
-        pl->lease_until[ev->node] = w->now + w->lease_ttl_ms;
-        if (!pl->member[ev->node]) {
-            pl->member[ev->node] = true;
-            plane_broadcast(w, SIM_NOTE_MEMBERS, 0);
-        }
-        return;
-    case SIM_PLANE_CAS_PART:
-    case SIM_PLANE_CAS_CTL:
-        plane_cas(w, ev);
-        return;
-    case SIM_PLANE_CAMPAIGN:
-        if (pl->controller < 0 && pl->member[ev->node]) {
-            pl->controller = (int32_t)ev->node;
-            sim_trace(w, "plane: n%u is the controller", ev->node);
-            plane_broadcast(w, SIM_NOTE_MEMBERS, 0);
-        }
-        return;
-    case SIM_PLANE_LOAD:
-        plane_note(w, ev->node, SIM_NOTE_LOADED, 0, pl->configs,
-                   w->parts_count * sizeof(struct cluster_config));
-        return;
-    default:
-        UNREACHABLE();
-    }
-}
-
-static void node_members(struct sim_world *w, struct sim_node *n, uint64_t b)
-{
-    for (uint32_t i = 0; i < w->nodes_count; i++)
-        n->live[i] = (b >> i) & 1;
-    n->controller = (int32_t)(b >> 32) - 1;
-    bool was = n->is_controller;
-    n->is_controller = n->controller == (int32_t)n->id;
-    if (was && !n->is_controller)
-        cluster_controller_reset(&n->ctl);
-}
-
-static void node_config(struct sim_world *w, struct sim_node *n, uint32_t p,
-                        const struct cluster_config *c)
+void sim_node_config(struct sim_world *w, struct sim_node *n, uint32_t p,
+                     const struct cluster_config *c)
 {
     n->configs[p] = *c;
-    cluster_part_set_config(&n->parts[p], node_now(n), c);
+    cluster_part_set_config(&n->parts[p], sim_node_now(n), c);
     node_flush(w, n, p);
-}
-
-static void node_note(struct sim_world *w, struct sim_node *n, const struct sim_ev *ev)
-{
-    if (!n->up || n->incarnation != ev->incarnation)
-        return;
-    switch (ev->a) {
-    case SIM_NOTE_CONFIG: {
-        struct cluster_config c;
-        memcpy(&c, ev->bytes, sizeof c);
-        if (n->loaded)
-            node_config(w, n, ev->part, &c);
-        return;
-    }
-    case SIM_NOTE_MEMBERS:
-        if (n->loaded)
-            node_members(w, n, ev->b);
-        return;
-    case SIM_NOTE_CAS_FAILED:
-        cluster_part_cas_failed(&n->parts[ev->part], node_now(n));
-        return;
-    case SIM_NOTE_LOADED:
-        n->loaded = true;
-        node_members(w, n, ev->b);
-        for (uint32_t p = 0; p < w->parts_count; p++) {
-            struct cluster_config c;
-            memcpy(&c, ev->bytes + p * sizeof c, sizeof c);
-            node_config(w, n, p, &c);
-        }
-        return;
-    default:
-        UNREACHABLE();
-    }
 }
 
 /* ---- faults -------------------------------------------------------------------------------- */
@@ -683,14 +502,9 @@ static void node_note(struct sim_world *w, struct sim_node *n, const struct sim_
 static void heal(struct sim_world *w)
 {
     memset(w->cut, 0, sizeof w->cut);
-    bool was_cut[SIM_NODES_MAX];
-    memcpy(was_cut, w->cut_plane, sizeof was_cut);
     memset(w->cut_plane, 0, sizeof w->cut_plane);
     memset(w->cut_clients, 0, sizeof w->cut_clients);
-    /* a node that was cut from the plane missed notes: it reads everything again */
-    for (uint32_t i = 0; i < w->nodes_count; i++)
-        if (was_cut[i] && w->nodes[i].up)
-            plane_op(w, &w->nodes[i], SIM_PLANE_LOAD, 0, NULL);
+    sim_plane_heal(w); /* watch streams stalled by a cut resume */
     sim_trace(w, "heal");
 }
 
@@ -746,7 +560,7 @@ static void schedule_faults(struct sim_world *w)
 
 static bool partition_quiet(struct sim_world *w, uint32_t p)
 {
-    const struct cluster_config *c = &w->plane.configs[p];
+    const struct cluster_config *c = &w->configs[p];
     const struct sim_node *prim = &w->nodes[c->primary];
     if (!prim->up || prim->parts[p].role != CLUSTER_ROLE_PRIMARY || prim->parts[p].pending_count)
         return false;
@@ -777,10 +591,9 @@ static void describe_unquiet(struct sim_world *w, char *buf, size_t cap)
     }
     for (uint32_t p = 0; p < w->parts_count; p++) {
         if (partition_quiet(w, p) ||
-            (w->plane.configs[p].isr_count == w->plane.configs[p].replicas_count &&
-             p + 1 < w->parts_count))
+            (w->configs[p].isr_count == w->configs[p].replicas_count && p + 1 < w->parts_count))
             continue;
-        const struct cluster_config *c = &w->plane.configs[p];
+        const struct cluster_config *c = &w->configs[p];
         const struct cluster_part *pp = &w->nodes[c->primary].parts[p];
         int n =
             snprintf(buf, cap,
@@ -848,7 +661,7 @@ static bool dispatch(struct sim_world *w, const struct sim_ev *ev)
         for (uint32_t i = 0; i < d->count; i++)
             if (d->entries[i].wseq <= ev->other)
                 d->entries[i].synced = true;
-        cluster_part_persisted(&n->parts[ev->part], node_now(n), ev->a, ev->b);
+        cluster_part_persisted(&n->parts[ev->part], sim_node_now(n), ev->a, ev->b);
         node_flush(w, n, ev->part);
         break;
     }
@@ -868,11 +681,14 @@ static bool dispatch(struct sim_world *w, const struct sim_ev *ev)
         if (!w->faults_over)
             heal(w);
         break;
-    case SIM_EV_PLANE_OP:
-        plane_handle(w, ev);
+    case SIM_EV_COORD_APPLY:
+        sim_plane_apply(w, ev);
         break;
-    case SIM_EV_PLANE_NOTE:
-        node_note(w, n, ev);
+    case SIM_EV_COORD_RESULT:
+        sim_plane_deliver(w, ev);
+        break;
+    case SIM_EV_COORD_TIMEOUT:
+        sim_plane_timeout(w, ev);
         break;
     case SIM_EV_CLIENT_WAKE:
         sim_client_wake(w, ev);
@@ -918,6 +734,7 @@ static void draw_knobs(struct sim_world *w)
     w->spike_pm = calm ? 0 : (uint32_t)sim_rng_range(r, 0, 50);
     w->delay_max_ms = sim_rng_range(r, 1, 8);
     w->lease_ttl_ms = 150;
+    w->coord_loss_pm = calm ? 0 : (uint32_t)sim_rng_range(r, 0, 30);
     for (uint32_t i = 0; i < w->nodes_count; i++)
         w->nodes[i].skew_ms = calm ? 0 : sim_rng_range(r, -100, 100);
     w->part_cfg = (struct cluster_part_config){
@@ -948,22 +765,6 @@ static void draw_knobs(struct sim_world *w)
     };
 }
 
-/* The initial configs: partition p led by node p mod N, replicated on R = min(3, N) nodes. */
-static void bootstrap(struct sim_world *w)
-{
-    uint32_t r = w->nodes_count < 3 ? w->nodes_count : 3;
-    for (uint32_t p = 0; p < w->parts_count; p++) {
-        struct cluster_config *c = &w->plane.configs[p];
-        c->epoch = 1;
-        c->revision = ++w->plane.revision;
-        c->primary = p % w->nodes_count;
-        c->replicas_count = c->isr_count = r;
-        for (uint32_t i = 0; i < r; i++)
-            c->replicas[i] = c->isr[i] = (p + i) % w->nodes_count;
-    }
-    w->plane.controller = -1;
-}
-
 static int world_init(struct sim_world *w, const struct sim_options *opt, struct sim_result *res)
 {
     memset(res, 0, sizeof *res);
@@ -977,20 +778,23 @@ static int world_init(struct sim_world *w, const struct sim_options *opt, struct
         w->opt.run_ms < 100 || w->opt.run_ms > 600000)
         return SM_E_BADARG;
     draw_knobs(w);
-    bootstrap(w);
     w->msg = malloc(sizeof *w->msg);
     if (!w->msg)
         return SM_E_NOMEM;
+    int rc = sim_plane_init(w);
+    if (rc != 0)
+        return rc;
     for (uint32_t i = 0; i < w->nodes_count; i++) {
         struct sim_node *n = &w->nodes[i];
         n->w = w;
         n->id = i;
+        snprintf(n->name, sizeof n->name, "n%u", i);
         n->parts = calloc(w->parts_count, sizeof *n->parts);
         n->disks = calloc(w->parts_count, sizeof *n->disks);
         n->configs = calloc(w->parts_count, sizeof *n->configs);
         if (!n->parts || !n->disks || !n->configs)
             return SM_E_NOMEM;
-        int rc = node_start(w, n, false);
+        rc = node_start(w, n, false);
         if (rc != 0)
             return rc;
     }
@@ -1008,9 +812,14 @@ static void world_free(struct sim_world *w)
         free(n->parts);
         free(n->disks);
         free(n->configs);
+        free(n->inbox);
     }
-    for (uint32_t i = 0; i < w->heap_count; i++)
+    sim_plane_free(w);
+    for (uint32_t i = 0; i < w->heap_count; i++) {
+        if (w->heap[i].type == SIM_EV_COORD_TIMEOUT)
+            sm_coord_result_free((struct sm_coord_result *)w->heap[i].bytes);
         free(w->heap[i].bytes);
+    }
     free(w->heap);
     free(w->hist);
     free(w->msg);
@@ -1042,10 +851,13 @@ int sim_run(const struct sim_options *opt, struct sim_result *res)
         while (more && w->heap_count > 0 && !w->violated) {
             struct sim_ev ev = heap_pop(w);
             w->now = ev.at;
-            plane_expire(w);
+            sim_plane_time(w); /* leases expire on simulated time */
             w->hash = ev_hash(w->hash, &ev);
             res->events++;
             more = dispatch(w, &ev);
+            sim_plane_pump(w);
+            if (ev.type == SIM_EV_COORD_TIMEOUT)
+                sm_coord_result_free((struct sm_coord_result *)ev.bytes);
             free(ev.bytes);
         }
         if (!w->violated)

@@ -1,7 +1,7 @@
 /*
  * The deterministic cluster simulator (docs/sim.md): the real replication code of src/cluster/
  * with real engines, driven by one seeded scheduler over a simulated network, simulated disks,
- * simulated clocks, an in-process control plane with leases, crashes and restarts, and clients
+ * simulated clocks, the embedded control plane of src/coord/, crashes and restarts, and clients
  * running a flash-sale / cart / payment / lock workload. A run ends by healing every fault,
  * letting the cluster quiesce, and checking the contract (DESIGN.md section 1) on the history.
  *
@@ -48,6 +48,9 @@ struct sim_result {
     uint64_t partitions_cut;
     uint64_t snapshots_sent;
     uint64_t rebuilds;
+    uint64_t coord_lost;   /* control plane requests and answers lost (SM_E_TIMEOUT) */
+    uint64_t leases_lost;  /* a node's session lost its lease and the node rejoined */
+    uint64_t watch_stalls; /* watch results held back by a cut, then resumed */
     int64_t sim_ms;
 };
 

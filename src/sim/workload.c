@@ -211,7 +211,7 @@ static void send_op(struct sim_world *w, struct sim_client *c)
     struct sim_hist *h = &w->hist[c->hist];
     h->attempts++;
     c->attempt++;
-    uint32_t target = w->plane.configs[h->part].primary;
+    uint32_t target = w->configs[h->part].primary;
     if (h->attempts > 2 && sim_rng_chance(&w->rng, 300))
         target = (uint32_t)sim_rng_below(&w->rng, w->nodes_count); /* a stale route */
     struct sim_ev req = {.at = w->now + sim_rng_range(&w->rng, 1, 4),
