@@ -108,7 +108,7 @@ struct sim_cas {
 struct sim_node {
     struct sim_world *w;
     uint32_t id;
-    char name[8]; /* its member id in the directory: "n<id>" */
+    char name[12]; /* its member id in the directory: "n<id>" */
     bool up;
     bool loaded; /* has read the control plane since it started: may take messages */
     uint32_t incarnation;
