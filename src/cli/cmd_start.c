@@ -47,6 +47,15 @@ const char cli_start_usage[] =
     "  --accounts-max N       accounts per partition (default 65536)\n"
     "  --holds-max N          holds per partition (default 65536)\n"
     "  --request-ids-max N    request ids remembered per partition (default 1000000)\n"
+    "Cluster mode (docs/cluster.md):\n"
+    "  --cluster etcd://H:P[,H:P...]  join the cluster whose control plane is this etcd\n"
+    "  --node-id N            this node's id, unique in the cluster (0..4095)\n"
+    "  --advertise HOST:PORT  where other nodes reach this one\n"
+    "  --zone Z               failure zone (replicas go to distinct zones when possible)\n"
+    "  --replicas N           copies of each partition (default 3, 1..7; the first node's\n"
+    "                         value is the cluster's, others must match)\n"
+    "  --cluster-name NAME    the cluster's directory in etcd (default shardmart)\n"
+    "  --lease-ms N           membership lease (default 1000, 100..60000)\n"
     "Tables are allocated at start as address space; memory is used as rows fill.\n";
 
 /* Parses a decimal integer within [lo, hi]; false for anything else. */
@@ -84,6 +93,9 @@ static const struct num_flag num_flags[] = {
     {"--accounts-max", 1, 1LL << 30},
     {"--holds-max", 1, 1LL << 30},
     {"--request-ids-max", 1, 1LL << 30},
+    {"--node-id", 0, SM_CLUSTER_NODES_MAX - 1},
+    {"--replicas", 1, SM_REPLICAS_MAX},
+    {"--lease-ms", 100, 60000},
 };
 
 static void set_num(struct server_config *cfg, const char *name, long long v)
@@ -118,6 +130,12 @@ static void set_num(struct server_config *cfg, const char *name, long long v)
         cfg->engine.holds_max = (uint32_t)v;
     else if (strcmp(name, "--request-ids-max") == 0)
         cfg->engine.request_ids_max = (uint32_t)v;
+    else if (strcmp(name, "--node-id") == 0)
+        cfg->node_id = (uint32_t)v;
+    else if (strcmp(name, "--replicas") == 0)
+        cfg->replicas = (uint32_t)v;
+    else if (strcmp(name, "--lease-ms") == 0)
+        cfg->lease_ms = v;
 }
 
 /* --fsync always | every:<ms> | never */
@@ -172,6 +190,14 @@ static int parse_flag(struct server_config *cfg, const char *flag, const char *v
         dst = &cfg->password;
     else if (strcmp(flag, "--ready-file") == 0)
         dst = &cfg->ready_file;
+    else if (strcmp(flag, "--cluster") == 0)
+        dst = &cfg->cluster_spec;
+    else if (strcmp(flag, "--cluster-name") == 0)
+        dst = &cfg->cluster_name;
+    else if (strcmp(flag, "--advertise") == 0)
+        dst = &cfg->advertise;
+    else if (strcmp(flag, "--zone") == 0)
+        dst = &cfg->zone;
     if (!dst)
         return 0;
     if (!value || !*value) {
@@ -209,6 +235,17 @@ int cli_start(int argc, char **argv)
             return 2;
         }
         i++;
+    }
+    bool node_id_set = false;
+    for (int i = 0; i < argc; i++)
+        node_id_set = node_id_set || strcmp(argv[i], "--node-id") == 0;
+    if (cfg.cluster_spec && (!node_id_set || !cfg.advertise)) {
+        fprintf(stderr, "shardmart start: --cluster needs --node-id and --advertise\n");
+        return 2;
+    }
+    if (!cfg.cluster_spec && (node_id_set || cfg.advertise)) {
+        fprintf(stderr, "shardmart start: --node-id and --advertise need --cluster\n");
+        return 2;
     }
     if (cfg.resp_port != 0 && cfg.resp_port == cfg.http_port) {
         fprintf(stderr, "shardmart start: --port and --http-port must differ\n");

@@ -33,6 +33,7 @@
 #include "node/txn.h"
 #include "proto/http.h"
 #include "proto/resp.h"
+#include "server/cluster_rt.h"
 #include "server/fault.h"
 #include "server/http_api.h"
 #include "server/metrics.h"
@@ -130,6 +131,8 @@ struct server {
     struct http_request *http_request;
     int lock_fd;
     bool stopping;
+    struct cluster_rt *cluster; /* cluster mode only */
+    int exit_rc;                /* a failure after start-up that stopped the node */
 };
 
 static uint64_t wall_ms(void)
@@ -155,6 +158,9 @@ void server_config_defaults(struct server_config *cfg)
     cfg->tick_ms = 100;
     cfg->snapshot_every = 1000000;
     cfg->preallocate = true;
+    cfg->cluster_name = CLUSTER_RT_NAME_DEFAULT;
+    cfg->replicas = SM_REPLICAS_DEFAULT;
+    cfg->lease_ms = CLUSTER_RT_LEASE_MS_DEFAULT;
     store_engine_defaults(&cfg->engine);
 }
 
@@ -407,7 +413,10 @@ static bool conn_run_resp(struct conn *c)
             conn_protocol_error(c, rc, resp_parser_message(c->resp));
             break;
         }
-        int done = node_execute(&s->node, &c->client, s->request, &enc);
+        int done = s->cluster ? cluster_rt_command(s->cluster, s->request, &enc) : 0;
+        done = done == 1   ? 0
+               : done == 0 ? node_execute(&s->node, &c->client, s->request, &enc)
+                           : done;
         if (done == SM_E_BUSY) {
             /* The batch's log buffer is full: leave this request unconsumed (the parser starts
              * it again from its first byte) and run it in the next batch. */
@@ -454,7 +463,11 @@ static bool conn_run_http(struct conn *c)
             conn_pause_reading(c);
             break;
         }
-        int done = server_http_api_path(s->http_request)
+        int done = s->cluster ? cluster_rt_http(s->cluster, s->http_request, &c->out) : 0;
+        if (done == 1)
+            done = 0;
+        else if (done == 0)
+            done = server_http_api_path(s->http_request)
                        ? server_http_api(&s->node, &c->client, s->http_request, &c->out)
                        : server_http_handle(&s->node, &s->metrics, s->http_request, &c->out);
         if (done == SM_E_BUSY) {
@@ -888,17 +901,51 @@ static void close_walk(uv_handle_t *h, void *arg)
         uv_close(h, NULL);
 }
 
-static void on_signal(uv_signal_t *sig, int signum)
+static void server_shutdown(struct server *s)
 {
-    struct server *s = sig->data;
-    fprintf(stderr, "shardmart: %s received, shutting down\n",
-            signum == SIGINT ? "SIGINT" : "SIGTERM");
     s->stopping = true;
+    cluster_rt_stop(s->cluster); /* frees it once its handles are closed */
+    s->cluster = NULL;
     for (struct conn *c = s->conns, *next; c; c = next) {
         next = c->next;
         conn_close(c);
     }
     uv_stop(&s->loop);
+}
+
+static void on_signal(uv_signal_t *sig, int signum)
+{
+    struct server *s = sig->data;
+    fprintf(stderr, "shardmart: %s received, shutting down\n",
+            signum == SIGINT ? "SIGINT" : "SIGTERM");
+    server_shutdown(s);
+}
+
+/* The cluster runtime found that this node cannot take part (it said why). */
+static void on_cluster_fatal(void *ctx)
+{
+    struct server *s = ctx;
+    s->exit_rc = SM_E_STATE;
+    server_shutdown(s);
+}
+
+static int start_cluster(struct server *s, int resp_port)
+{
+    const struct server_config *cfg = s->cfg;
+    struct cluster_rt_config rc = {.loop = &s->loop,
+                                   .coord_spec = cfg->cluster_spec,
+                                   .cluster_name = cfg->cluster_name,
+                                   .node_id = cfg->node_id,
+                                   .zone = cfg->zone,
+                                   .advertise = cfg->advertise,
+                                   .client_host = cfg->bind_host,
+                                   .resp_port = resp_port,
+                                   .partitions = cfg->partitions,
+                                   .replicas = cfg->replicas,
+                                   .lease_ms = cfg->lease_ms,
+                                   .on_fatal = on_cluster_fatal,
+                                   .ctx = s};
+    return cluster_rt_start(&s->cluster, &rc);
 }
 
 /* ---- start-up ------------------------------------------------------------------------------ */
@@ -1125,6 +1172,8 @@ static int server_start(struct server *s, int *resp_port, int *http_port)
     s->sigint.data = s->sigterm.data = s;
     uv_signal_start(&s->sigint, on_signal, SIGINT);
     uv_signal_start(&s->sigterm, on_signal, SIGTERM);
+    if (s->cfg->cluster_spec)
+        return start_cluster(s, *resp_port);
     return 0;
 }
 
@@ -1159,7 +1208,11 @@ int server_run(const struct server_config *cfg)
         write_ready_file(s, resp_port, http_port);
         uv_run(&s->loop, UV_RUN_DEFAULT);
     }
+    if (rc == 0)
+        rc = s->exit_rc;
     if (loop_ok) {
+        cluster_rt_stop(s->cluster);
+        s->cluster = NULL;
         uv_walk(&s->loop, close_walk, NULL);
         uv_run(&s->loop, UV_RUN_DEFAULT);
         (void)uv_loop_close(&s->loop);

@@ -45,6 +45,14 @@ struct server_config {
     uint64_t segment_bytes;       /* log segment size; 0 = SM_WAL_SEGMENT_BYTES_DEFAULT */
     bool preallocate;             /* zero-filled segments made ahead on a worker thread */
     struct engine_config engine;  /* capacities of every partition */
+    /* Cluster mode (server/cluster_rt.h); cluster_spec NULL = a single node. */
+    const char *cluster_spec; /* --cluster etcd://host:port[,host:port...] */
+    const char *cluster_name; /* --cluster-name */
+    const char *advertise;    /* --advertise host:port (peer address) */
+    const char *zone;         /* --zone */
+    uint32_t node_id;         /* --node-id */
+    uint32_t replicas;        /* --replicas */
+    int64_t lease_ms;         /* --lease-ms */
 };
 
 /* Fills cfg with the defaults of `shardmart start`. */
