@@ -162,8 +162,11 @@ static bool check_holds(const struct engine *e, struct check_sums *s, uint32_t *
             return fail(why, n, "hold %u: bad state or not indexed", i);
         bool empty_ok = h->state == HOLD_ABORTED && h->items.count == 0;
         int where = h->state == HOLD_PREPARED ? 1 : h->state == HOLD_COMMITTED ? 2 : 0;
-        if (!empty_ok && !add_items(e, s, &h->items, where, NULL))
-            return fail(why, n, "hold %u: bad items", i);
+        if (h->has_user > 1)
+            return fail(why, n, "hold %u: bad user flag", i);
+        const struct engine_digest *user = h->has_user && where != 0 ? &h->user : NULL;
+        if (!empty_ok && !add_items(e, s, &h->items, where, user))
+            return fail(why, n, "hold %u: bad items or missing limit row", i);
         if (!check_timer(e, h->timer, i | ENGINE_TIMER_HOLD, h->at_ms))
             return fail(why, n, "hold %u: timer", i);
         *timers += 1;

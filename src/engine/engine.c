@@ -250,6 +250,7 @@ bool engine_args_valid(const struct engine_cmd *c)
         return c->num > 0;
     case ENGINE_ORDER_PLACE:
     case ENGINE_HOLD_PREPARE:
+    case ENGINE_HOLD_PREPARE_USER:
         return c->num >= 1 && c->num <= SM_ENGINE_TTL_MS_MAX;
     case ENGINE_ORDER_PLACE_PART:
         return c->num >= 1 && c->num <= SM_ENGINE_TTL_MS_MAX && c->num2 >= 0;
@@ -379,6 +380,7 @@ static struct engine_result dispatch(struct engine *e, const struct engine_cmd *
     case ENGINE_ORDER_REFUND:
         return engine_order_cmd(e, cmd);
     case ENGINE_HOLD_PREPARE:
+    case ENGINE_HOLD_PREPARE_USER:
     case ENGINE_HOLD_COMMIT:
     case ENGINE_HOLD_ABORT:
         return engine_hold_cmd(e, cmd);

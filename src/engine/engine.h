@@ -61,6 +61,9 @@ enum engine_cmd_type {
     ENGINE_ORDER_PLACE_PART = 19,  /* key=order id key2=user num=ttl_ms num2=cents of the items
                                       held in other partitions, items = this partition's part of
                                       a cross-partition order (node/txn.c) */
+    ENGINE_HOLD_PREPARE_USER = 20, /* key=txid key2=user num=ttl_ms items: a hold whose items
+                                      count against the user's per-user limits (the hold leg of
+                                      a cross-partition order, node/txn.c) */
     ENGINE_LOCK_SESSION_OPEN = 64, /* key=session num=ttl_ms */
     ENGINE_LOCK_HEARTBEAT = 65,    /* key=session */
     ENGINE_LOCK_SESSION_CLOSE = 66, /* key=session */

@@ -104,12 +104,16 @@ struct engine_order {
     uint8_t paid_external;
 };
 
+/* A hold with has_user set (HOLD_PREPARE_USER) counts its items against user's per-user limits
+ * while prepared or committed, exactly like an order's items. */
 struct engine_hold {
     struct engine_digest txid;
-    int64_t at_ms; /* PREPARED: deadline; decided: when it is forgotten */
+    struct engine_digest user; /* zero unless has_user */
+    int64_t at_ms;             /* PREPARED: deadline; decided: when it is forgotten */
     struct engine_items items;
     uint32_t timer;
     uint8_t state;
+    uint8_t has_user;
 };
 
 /* How many of a SKU one user has bought or reserved (only for SKUs with a limit). */

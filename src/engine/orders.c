@@ -193,33 +193,50 @@ static uint32_t hold_new(struct engine *e, struct engine_digest txid)
     return slot;
 }
 
+/* The user a hold's items count against, or NULL (a hold prepared without one). */
+static const struct engine_digest *hold_user(const struct engine_hold *h)
+{
+    return h->has_user ? &h->user : NULL;
+}
+
+/* HOLD_PREPARE, or HOLD_PREPARE_USER: then the user's per-user limits are checked and counted
+ * here, in the SKUs' partition, as ORDER_PLACE does for its own items (-LIMIT <sku>). */
 static struct engine_result hold_prepare(struct engine *e, struct engine_digest txid,
                                          const struct engine_cmd *cmd)
 {
+    bool with_user = cmd->type == ENGINE_HOLD_PREPARE_USER;
+    struct engine_digest user =
+        with_user ? engine_digest_of(&cmd->key2) : (struct engine_digest){0};
     struct engine_stored_item items[SM_ORDER_ITEMS_MAX];
     int64_t total;
     uint32_t rows_new;
-    struct engine_result r = engine_stock_check(e, cmd, NULL, items, &total, &rows_new);
+    struct engine_result r =
+        engine_stock_check(e, cmd, with_user ? &user : NULL, items, &total, &rows_new);
     if (engine_failed(r))
         return r;
+    ASSERT(with_user || rows_new == 0);
     if (engine_slots_full(&e->hold_slots, 1) ||
-        engine_slots_full(&e->chunk_slots, engine_chunks_needed(cmd->items_count)))
+        engine_slots_full(&e->chunk_slots, engine_chunks_needed(cmd->items_count)) ||
+        engine_slots_full(&e->limit_slots, rows_new))
         return engine_err(SM_E_BUSY, 0);
     uint32_t slot = hold_new(e, txid);
     struct engine_hold *h = &e->holds[slot];
     h->state = HOLD_PREPARED;
     h->at_ms = e->now_ms + cmd->num;
+    h->user = user;
+    h->has_user = with_user;
     engine_items_put(e, &h->items, items, cmd->items_count);
-    engine_stock_reserve(e, items, cmd->items_count, NULL);
+    engine_stock_reserve(e, items, cmd->items_count, hold_user(h));
     engine_timer_add(e, h->at_ms, slot | ENGINE_TIMER_HOLD);
     return engine_ok();
 }
 
+/* Aborted or expired: the items go back to available and leave the user's counts. */
 static struct engine_result hold_release(struct engine *e, uint32_t slot)
 {
     struct engine_stored_item items[SM_ORDER_ITEMS_MAX];
     uint32_t n = engine_items_get(e, &e->holds[slot].items, items);
-    engine_stock_release(e, items, n, NULL);
+    engine_stock_release(e, items, n, hold_user(&e->holds[slot]));
     hold_finish(e, slot, HOLD_ABORTED);
     return engine_ok();
 }
@@ -229,7 +246,7 @@ struct engine_result engine_hold_cmd(struct engine *e, const struct engine_cmd *
     struct engine_digest txid = engine_digest_of(&cmd->key);
     uint32_t slot = engine_hold_find(e, txid);
     if (slot == SM_INDEX_NONE) {
-        if (cmd->type == ENGINE_HOLD_PREPARE)
+        if (cmd->type == ENGINE_HOLD_PREPARE || cmd->type == ENGINE_HOLD_PREPARE_USER)
             return hold_prepare(e, txid, cmd);
         if (cmd->type == ENGINE_HOLD_COMMIT)
             return engine_err(SM_E_NOTFOUND, 0);
@@ -243,6 +260,7 @@ struct engine_result engine_hold_cmd(struct engine *e, const struct engine_cmd *
     struct engine_hold *h = &e->holds[slot];
     switch (cmd->type) {
     case ENGINE_HOLD_PREPARE:
+    case ENGINE_HOLD_PREPARE_USER:
         return h->state == HOLD_ABORTED ? hold_state_err(h->state) : engine_ok();
     case ENGINE_HOLD_COMMIT: {
         if (h->state == HOLD_COMMITTED)

@@ -35,6 +35,8 @@
  *   18    TICK                  (none)    expire what is due at the record's time
  *   19    ORDER_PLACE_PART      K U a b I order id, user, ttl_ms, cents held elsewhere, the
  *                                         items of this partition (a cross-partition order)
+ *   20    HOLD_PREPARE_USER     K U a I   txid, user, ttl_ms, items: a hold counted against the
+ *                                         user's per-user limits (a cross-partition order's leg)
  *   64    LOCK_SESSION_OPEN     K a       session, ttl_ms
  *   65-66 LOCK_HEARTBEAT/SESSION_CLOSE  K session
  *   67    LOCK_ACQUIRE          K U t o a b w n r   session, lock name, enum locks_type, owner,
@@ -86,6 +88,8 @@ static const char *record_layout(enum engine_cmd_type type)
         return "K";
     case ENGINE_HOLD_PREPARE:
         return "KaI";
+    case ENGINE_HOLD_PREPARE_USER:
+        return "KUaI";
     case ENGINE_ACCOUNT_TRANSFER:
         return "KUa";
     case ENGINE_TICK:

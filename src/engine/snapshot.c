@@ -5,7 +5,7 @@
  * Layout (little-endian; "slots" sections carry a table's free list so that a loaded engine
  * hands out the same slots as the one that saved, which keeps every later snapshot identical):
  *
- *   u64 magic "SMENGSN1" | u32 version (1)
+ *   u64 magic "SMENGSN1" | u32 version (2; version 1 is still loaded, see holds)
  *   config: u32 skus_max orders_max holds_max accounts_max limit_rows_max item_chunks_max
  *           request_ids_max | i64 order_retention_ms hold_retention_ms
  *           | u32 locks: sessions_max locks_max holds_max waiters_max permits_max reentry_max
@@ -15,7 +15,9 @@
  *   orders: slots, u32 live, then live x (u32 slot, u64 id.lo id.hi user.lo user.hi,
  *           i64 at_ms total_cents, u64 payment, u8 state paid_external, items)
  *   holds:  slots, u32 live, then live x (u32 slot, u64 txid.lo txid.hi, i64 at_ms, u8 state,
- *           items; an aborted hold that was never prepared has 0 items)
+ *           u8 has_user, u64 user.lo user.hi, items; an aborted hold that was never prepared
+ *           has 0 items; a hold without a user has has_user 0 and a zero user). Version 1
+ *           had no has_user and user: its holds load without a user.
  *   limits: slots, u32 live, then live x (u32 slot, u64 user.lo user.hi, u32 sku count)
  *   requests: u32 head count, then count x (u64 id.lo id.hi args_hash, i64 value, u64 value2,
  *           u32 aux, u8 kind, i16 err), oldest first
@@ -43,8 +45,9 @@
 #include "engine/engine_internal.h"
 #include "util/buf.h"
 
-#define SNAPSHOT_MAGIC   0x314e53474e454d53ULL /* "SMENGSN1" read little-endian */
-#define SNAPSHOT_VERSION 1u
+#define SNAPSHOT_MAGIC                0x314e53474e454d53ULL /* "SMENGSN1" read little-endian */
+#define SNAPSHOT_VERSION              2u
+#define SNAPSHOT_VERSION_NO_HOLD_USER 1u /* still loaded: holds without users */
 
 static void put_config(struct sm_wbuf *w, const struct engine_config *c)
 {
@@ -190,6 +193,9 @@ static void put_holds(struct sm_wbuf *w, const struct engine *e)
         sm_wbuf_u64(w, h->txid.hi);
         sm_wbuf_i64(w, h->at_ms);
         sm_wbuf_u8(w, h->state);
+        sm_wbuf_u8(w, h->has_user);
+        sm_wbuf_u64(w, h->user.lo);
+        sm_wbuf_u64(w, h->user.hi);
         put_items(w, e, &h->items);
     }
 }
@@ -284,7 +290,7 @@ int engine_save(const struct engine *e, struct sm_wbuf *w)
 /* ---- load ----------------------------------------------------------------------------------- */
 
 static int open_stream(const uint8_t *data, size_t len, struct sm_rbuf *r,
-                       struct engine_config *cfg)
+                       struct engine_config *cfg, uint32_t *version)
 {
     if (len < 8 + 4 + 8)
         return SM_E_CORRUPT;
@@ -294,7 +300,10 @@ static int open_stream(const uint8_t *data, size_t len, struct sm_rbuf *r,
     if (XXH3_64bits(data, len - 8) != sum)
         return SM_E_CORRUPT;
     sm_rbuf_init(r, data, len - 8);
-    if (sm_rbuf_u64(r) != SNAPSHOT_MAGIC || sm_rbuf_u32(r) != SNAPSHOT_VERSION)
+    if (sm_rbuf_u64(r) != SNAPSHOT_MAGIC)
+        return SM_E_CORRUPT;
+    *version = sm_rbuf_u32(r);
+    if (*version != SNAPSHOT_VERSION && *version != SNAPSHOT_VERSION_NO_HOLD_USER)
         return SM_E_CORRUPT;
     get_config(r, cfg);
     return sm_rbuf_ok(r) ? 0 : SM_E_CORRUPT;
@@ -303,7 +312,8 @@ static int open_stream(const uint8_t *data, size_t len, struct sm_rbuf *r,
 int engine_snapshot_config(const uint8_t *data, size_t len, struct engine_config *cfg)
 {
     struct sm_rbuf r;
-    return open_stream(data, len, &r, cfg);
+    uint32_t version;
+    return open_stream(data, len, &r, cfg, &version);
 }
 
 static void get_slots(struct sm_rbuf *r, struct engine_slots *s)
@@ -497,7 +507,7 @@ static void get_orders(struct sm_rbuf *r, struct engine *e)
         e->orders[e->order_slots.free[i]].timer = ENGINE_NONE;
 }
 
-static void get_holds(struct sm_rbuf *r, struct engine *e)
+static void get_holds(struct sm_rbuf *r, struct engine *e, uint32_t version)
 {
     get_slots(r, &e->hold_slots);
     uint32_t live = sm_rbuf_u32(r), next = 0;
@@ -514,6 +524,14 @@ static void get_holds(struct sm_rbuf *r, struct engine *e)
         h->txid.hi = sm_rbuf_u64(r);
         h->at_ms = sm_rbuf_i64(r);
         uint8_t state = sm_rbuf_u8(r);
+        if (version != SNAPSHOT_VERSION_NO_HOLD_USER) {
+            h->has_user = sm_rbuf_u8(r);
+            h->user.lo = sm_rbuf_u64(r);
+            h->user.hi = sm_rbuf_u64(r);
+            /* One form per state: a hold without a user has a zero user (canonical bytes). */
+            if (h->has_user > 1 || (!h->has_user && (h->user.lo | h->user.hi) != 0))
+                sm_rbuf_fail(r);
+        }
         h->timer = ENGINE_NONE;
         get_items(r, e, &h->items, state == HOLD_ABORTED);
         if (!sm_rbuf_ok(r) || state == HOLD_FREE || state >= HOLD_STATE_COUNT ||
@@ -634,7 +652,7 @@ static void get_requests(struct sm_rbuf *r, struct engine *e)
     }
 }
 
-static int load_body(struct engine *e, struct sm_rbuf *r)
+static int load_body(struct engine *e, struct sm_rbuf *r, uint32_t version)
 {
     e->last_index = sm_rbuf_u64(r);
     e->now_ms = sm_rbuf_i64(r);
@@ -646,7 +664,7 @@ static int load_body(struct engine *e, struct sm_rbuf *r)
     if (sm_rbuf_ok(r))
         get_orders(r, e);
     if (sm_rbuf_ok(r))
-        get_holds(r, e);
+        get_holds(r, e, version);
     if (sm_rbuf_ok(r))
         get_limits(r, e);
     if (sm_rbuf_ok(r))
@@ -665,14 +683,15 @@ int engine_load(struct engine *e, const uint8_t *data, size_t len)
 {
     struct sm_rbuf r;
     struct engine_config cfg;
-    int rc = open_stream(data, len, &r, &cfg);
+    uint32_t version = 0;
+    int rc = open_stream(data, len, &r, &cfg, &version);
     if (rc == 0 && !config_same(&cfg, &e->cfg))
         return SM_E_BADARG;
     int reset_rc = engine_reset(e);
     if (reset_rc != 0)
         return reset_rc;
     if (rc == 0)
-        rc = load_body(e, &r);
+        rc = load_body(e, &r, version);
     if (rc != 0) {
         reset_rc = engine_reset(e);
         return reset_rc != 0 ? reset_rc : SM_E_CORRUPT;

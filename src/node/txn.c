@@ -294,6 +294,13 @@ static void set_outcome(struct txn_row *r, int32_t err, const char *msg, size_t 
 
 /* ---- legs ---------------------------------------------------------------------------------- */
 
+/* A hold leg's prepare: HOLD_PREPARE_USER, or HOLD_PREPARE as logged before holds carried the
+ * buyer (still replayed). */
+static bool is_hold_prepare(uint8_t type)
+{
+    return type == ENGINE_HOLD_PREPARE || type == ENGINE_HOLD_PREPARE_USER;
+}
+
 /* One leg of a coordinator's transaction: where it runs and what it prepares. The command's
  * keys borrow the row's record and rid. */
 struct txn_leg {
@@ -345,8 +352,11 @@ static void leg_of(const struct store *s, uint32_t p, const struct txn_row *r, u
         ASSERT(leg < n);
         l->partition = parts[leg];
         l->query_after_ms = c.num + SM_TXN_PREPARE_TIMEOUT_MS;
-        l->cmd.type = ENGINE_HOLD_PREPARE;
+        /* The hold carries the buyer, so the SKUs' own partition checks and counts the per-user
+         * limits of the items it holds (and gives them back if the hold is aborted). */
+        l->cmd.type = ENGINE_HOLD_PREPARE_USER;
         l->cmd.key = (struct engine_key){r->txid, TXN_ID_BYTES};
+        l->cmd.key2 = c.key2;
         l->cmd.num = SM_ENGINE_TTL_MS_MAX;
         l->cmd.items_count = 0;
         for (uint32_t i = 0; i < c.items_count; i++)
@@ -704,7 +714,7 @@ static void prepare_leg(struct store *s, uint32_t q, struct txn_row *r, const st
     if (c->type == ENGINE_ACCOUNT_DEPOSIT) {
         struct engine_cmd get = {.type = ENGINE_ACCOUNT_GET, .key = c->key};
         store_read(s, q, &get, &o->reply);
-    } else if (c->type == ENGINE_HOLD_PREPARE || c->type == ENGINE_ACCOUNT_WITHDRAW) {
+    } else if (is_hold_prepare(c->type) || c->type == ENGINE_ACCOUNT_WITHDRAW) {
         store_txn_engine(s, q, index, c, o);
         /* A replayed reply means this prepare ran before and its row was since reused: what it
          * did then is not known here, so vote no (the coordinator has long moved on). */
@@ -720,7 +730,7 @@ static void prepare_leg(struct store *s, uint32_t q, struct txn_row *r, const st
         return;
     }
     r->state = TXN_PREPARED;
-    if (c->type == ENGINE_HOLD_PREPARE) {
+    if (is_hold_prepare(c->type)) {
         r->cents = hold_cents(s, q, c);
         if (r->cents < 0) {
             /* Too expensive to add up: vote no; the hold is given back when the abort comes
@@ -771,7 +781,7 @@ static void decide_leg(struct store *s, uint32_t q, struct txn_row *r, bool comm
     struct engine_cmd d = {.key = c.key, .num = c.num};
     char rid[TXN_RID_BYTES];
     leg_rid(r->txid, r->leg, commit ? 'c' : 'a', rid, &d.request_id);
-    if (c.type == ENGINE_HOLD_PREPARE)
+    if (is_hold_prepare(c.type))
         d.type = commit ? ENGINE_HOLD_COMMIT : ENGINE_HOLD_ABORT;
     else if (c.type == ENGINE_ACCOUNT_WITHDRAW && !commit)
         d.type = ENGINE_ACCOUNT_DEPOSIT; /* the escrow goes back */

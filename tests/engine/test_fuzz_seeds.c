@@ -5,7 +5,10 @@
  * so a format change cannot slip in unnoticed. To regenerate after a deliberate change:
  *   SHARDMART_WRITE_SEEDS=1 ./engine_test_fuzz_seeds   (from the build directory)
  */
+#include <endian.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "engine_harness.h"
 
@@ -71,6 +74,22 @@ static void scenario_holds(struct harness *h)
     struct engine_cmd a = {.type = ENGINE_HOLD_ABORT, .key = K("t3")};
     assert_ok(run(h, &a));
     assert_err(hold_prepare(h, "t3", "tv", 1, 300), SM_E_STATE);
+    /* Holds that carry a user: the per-user limit of "cam" is counted, refused, given back. */
+    assert_ok(sku_create(h, "cam", 5, 2, 0));
+    struct engine_cmd u = {.type = ENGINE_HOLD_PREPARE_USER,
+                           .key = K("t4"),
+                           .key2 = K("u1"),
+                           .num = 300,
+                           .items_count = 1};
+    u.items[0] = (struct engine_item){.sku = K("cam"), .quantity = 2};
+    assert_ok(run(h, &u));
+    u.key = K("t5");
+    u.request_id = (struct engine_key){0};
+    assert_err(run(h, &u), SM_E_LIMIT);
+    struct engine_cmd a4 = {.type = ENGINE_HOLD_ABORT, .key = K("t4")};
+    assert_ok(run(h, &a4));
+    u.request_id = (struct engine_key){0};
+    assert_ok(run(h, &u));
     tick(h, h->now_ms + 400);
 }
 
@@ -174,4 +193,36 @@ Test(fuzz_seeds, checked_in_seeds_match_the_scenarios)
         sm_wbuf_free(&records);
         sm_wbuf_free(&snapshot);
     }
+}
+
+/* A version 1 snapshot (before holds carried a user), kept in the corpus as v1-seed-1: it still
+ * loads, its holds without a user, and saves as the current version. */
+Test(fuzz_seeds, a_version_1_snapshot_still_loads)
+{
+    const char *src = getenv("SHARDMART_SOURCE_DIR");
+    cr_assert(src != NULL, "SHARDMART_SOURCE_DIR is set by CTest");
+    char path[1024];
+    snprintf(path, sizeof path, "%s/fuzz/corpus/fuzz_engine_snapshot/v1-seed-1", src);
+    FILE *f = fopen(path, "rb");
+    cr_assert(f != NULL, "%s", path);
+    static uint8_t buf[1 << 16];
+    size_t n = fread(buf, 1, sizeof buf, f);
+    fclose(f);
+    uint32_t version;
+    memcpy(&version, buf + 8, 4);
+    cr_assert_eq(le32toh(version), 1);
+    struct harness h;
+    struct engine_config cfg = seed_config();
+    harness_init_with(&h, &cfg);
+    cr_assert_eq(engine_load(&h.e, buf, n), 0);
+    struct sm_wbuf w;
+    harness_save(&h.e, &w);
+    memcpy(&version, w.data + 8, 4);
+    cr_assert_eq(le32toh(version), 2);
+    struct harness h2;
+    harness_init_with(&h2, &cfg);
+    cr_assert_eq(engine_load(&h2.e, w.data, w.len), 0);
+    sm_wbuf_free(&w);
+    engine_free(&h.e);
+    engine_free(&h2.e);
 }

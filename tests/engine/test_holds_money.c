@@ -185,3 +185,63 @@ Test(money, full_table_is_busy)
     assert_err(acct(&h, ENGINE_ACCOUNT_OPEN, "more", 0), SM_E_BUSY);
     engine_free(&h.e);
 }
+
+/* ---- holds that carry a user (the hold leg of a cross-partition order) ---- */
+
+static const struct engine_reply *hold_prepare_user(struct harness *h, const char *txid,
+                                                    const char *user, const char *sku, int64_t qty,
+                                                    int64_t ttl)
+{
+    struct engine_cmd c = {.type = ENGINE_HOLD_PREPARE_USER,
+                           .key = K(txid),
+                           .key2 = K(user),
+                           .num = ttl,
+                           .items_count = 1};
+    c.items[0] = (struct engine_item){.sku = K(sku), .quantity = qty};
+    return run(h, &c);
+}
+
+Test(holds, a_hold_with_a_user_checks_and_counts_the_per_user_limit)
+{
+    struct harness h;
+    harness_init(&h);
+    assert_ok(sku_create(&h, "tv", 20, 3, 100));
+    /* A plain hold never counts against anyone. */
+    assert_ok(hold_prepare(&h, "plain", "tv", 4, 1000));
+    assert_ok(hold_prepare_user(&h, "t1", "alice", "tv", 2, 1000));
+    assert_err_msg(hold_prepare_user(&h, "t2", "alice", "tv", 2, 1000), SM_E_LIMIT, "tv");
+    cr_assert_str_eq(hold_state(&h, "t2"), "NONE", "a refused prepare leaves no row");
+    assert_err(place(&h, "o1", "alice", "tv", 2), SM_E_LIMIT);
+    assert_int(place(&h, "o1", "alice", "tv", 1), 100); /* orders and holds share the count */
+    assert_ok(hold_prepare_user(&h, "t3", "bob", "tv", 3, 1000));
+    /* Abort gives alice's count back; a repeated abort does not give it twice. */
+    assert_ok(hold_op(&h, ENGINE_HOLD_ABORT, "t1"));
+    assert_ok(hold_op(&h, ENGINE_HOLD_ABORT, "t1"));
+    assert_err(hold_prepare_user(&h, "t4", "alice", "tv", 3, 1000), SM_E_LIMIT);
+    assert_ok(hold_prepare_user(&h, "t4", "alice", "tv", 2, 1000));
+    /* Commit keeps the count (bought); a snapshot keeps the hold's user. */
+    assert_ok(hold_op(&h, ENGINE_HOLD_COMMIT, "t4"));
+    struct sm_wbuf w;
+    harness_save(&h.e, &w);
+    struct harness h2;
+    harness_init(&h2);
+    cr_assert_eq(engine_load(&h2.e, w.data, w.len), 0);
+    h2.index = h.index;
+    h2.request_seq = h.request_seq;
+    struct sm_wbuf w2;
+    harness_save(&h2.e, &w2);
+    cr_assert_eq(w.len, w2.len);
+    cr_assert_eq(memcmp(w.data, w2.data, w.len), 0, "load(save(s)) saves the same bytes");
+    sm_wbuf_free(&w);
+    sm_wbuf_free(&w2);
+    /* Expiry on a tick gives bob's count back, in the loaded engine too. */
+    h2.now_ms = h.now_ms + 1001;
+    const struct engine_reply *r = tick(&h2, h2.now_ms);
+    cr_assert_eq(field(r, "holds_expired"), 2); /* bob's and the plain one */
+    assert_ok(hold_prepare_user(&h2, "t5", "bob", "tv", 3, 1000));
+    assert_err(hold_prepare_user(&h2, "t6", "alice", "tv", 1, 1000), SM_E_LIMIT);
+    char why[160];
+    cr_assert(engine_check(&h2.e, why, sizeof why), "%s", why);
+    engine_free(&h.e);
+    engine_free(&h2.e);
+}

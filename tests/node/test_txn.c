@@ -228,13 +228,14 @@ static void check_invariants(struct harness *h)
     cr_assert(store_check(h->s, why, sizeof why), "%s", why);
 }
 
-/* Every SKU and account the tests use: 10 of each SKU at 100, 200, 300 cents; two accounts of
- * 10000 cents. Made durable. */
-static void stock_up(struct harness *h)
+/* Every SKU and account the tests use: 10 of each SKU at 100, 200, 300 cents, with a per-user
+ * limit of `limit` each (0: none); two accounts of 10000 cents. Made durable. */
+static void stock_up_limited(struct harness *h, int limit)
 {
     char line[128];
     for (int i = 0; i < 3; i++) {
-        snprintf(line, sizeof line, "STOCK.CREATE c%d %s 10 PRICE %d", i, h->sku[i], 100 * (i + 1));
+        snprintf(line, sizeof line, "STOCK.CREATE c%d %s 10 PRICE %d LIMIT %d", i, h->sku[i],
+                 100 * (i + 1), limit);
         cmd_ok(h, line);
     }
     for (int i = 0; i < 2; i++) {
@@ -244,6 +245,11 @@ static void stock_up(struct harness *h)
         cmd_ok(h, line);
     }
     drive(h);
+}
+
+static void stock_up(struct harness *h)
+{
+    stock_up_limited(h, 0);
 }
 
 static void place_line(struct harness *h, const char *rid, char *line, size_t cap)
@@ -458,6 +464,71 @@ Test(txn, a_lost_vote_is_asked_again_and_a_stuck_prepare_times_out)
     harness_free(&h);
 }
 
+/* A placed order's reply (waiting for its decision). */
+static const char *place_now(struct harness *h, const char *line)
+{
+    cmd(h, line);
+    drive(h);
+    return h->reply;
+}
+
+Test(txn, per_user_limits_are_kept_in_the_remote_skus_partitions)
+{
+    struct harness h;
+    harness_init(&h, 8);
+    stock_up_limited(&h, 3); /* alice's order takes 1, 2 and 3 of the three SKUs */
+    char line[256], id[32], want[64];
+    place_line(&h, "r1", line, sizeof line);
+    order_id(place_now(&h, line), id);
+    cr_assert_neq(id[0], '\0', "%s", h.reply);
+    /* sku[2] lives in another partition than the order: its limit is still kept. */
+    snprintf(line, sizeof line, "ORDER.PLACE r2 alice 60000 %s 1 %s 1", h.sku[0], h.sku[2]);
+    snprintf(want, sizeof want, "-LIMIT %s\r\n", h.sku[2]);
+    cr_assert_str_eq(place_now(&h, line), want);
+    check_all_or_nothing(&h, "RESERVED"); /* the refused order holds nothing anywhere */
+    /* Another user is not affected. */
+    snprintf(line, sizeof line, "ORDER.PLACE r3 bob 60000 %s 1 %s 3", h.sku[0], h.sku[2]);
+    char bob[32];
+    order_id(place_now(&h, line), bob);
+    cr_assert_neq(bob[0], '\0', "%s", h.reply);
+    /* Cancelling gives alice's remote counts back. */
+    snprintf(line, sizeof line, "ORDER.CANCEL c1 %s", id);
+    cr_assert_str_eq(cmd(&h, line), "+OK\r\n");
+    drive(&h);
+    snprintf(line, sizeof line, "ORDER.PLACE r4 alice 60000 %s 1 %s 3", h.sku[0], h.sku[2]);
+    order_id(place_now(&h, line), id);
+    cr_assert_neq(id[0], '\0', "%s", h.reply);
+    /* Expiry too (both orders of this step). */
+    tick_at(&h, 60001 + 1000);
+    drive(&h);
+    cr_assert_str_eq(order_state(&h, id), "EXPIRED");
+    cr_assert_str_eq(order_state(&h, bob), "EXPIRED");
+    /* Paid items keep counting: alice buys 3 of sku[2] and can buy no more of it. */
+    snprintf(line, sizeof line, "ORDER.PLACE r5 alice 60000 %s 1 %s 3", h.sku[0], h.sku[2]);
+    order_id(place_now(&h, line), id);
+    cr_assert_neq(id[0], '\0', "%s", h.reply);
+    snprintf(line, sizeof line, "ORDER.PAY p5 %s %s %s", id, h.acct[0], h.acct[1]);
+    cmd(&h, line);
+    drive(&h);
+    cr_assert_str_eq(h.reply, "+OK\r\n");
+    snprintf(line, sizeof line, "ORDER.PLACE r6 alice 60000 %s 1 %s 1", h.sku[1], h.sku[2]);
+    snprintf(want, sizeof want, "-LIMIT %s\r\n", h.sku[2]);
+    cr_assert_str_eq(place_now(&h, line), want);
+    /* An order refused by its own partition (sold out there) gives back the remote counts
+     * its holds took. */
+    snprintf(line, sizeof line, "STOCK.ADJUST a1 %s 9", h.sku[0]);
+    cmd_ok(&h, line);
+    snprintf(line, sizeof line, "ORDER.PLACE r7 bob 60000 %s 1 %s 3", h.sku[0], h.sku[2]);
+    snprintf(want, sizeof want, "-SOLDOUT %s\r\n", h.sku[0]);
+    cr_assert_str_eq(place_now(&h, line), want);
+    cr_assert_eq(sku_field(&h, h.sku[2], "reserved"), 0);
+    snprintf(line, sizeof line, "ORDER.PLACE r8 bob 60000 %s 3 %s 1", h.sku[2], h.sku[1]);
+    order_id(place_now(&h, line), bob);
+    cr_assert_neq(bob[0], '\0', "%s", h.reply);
+    check_invariants(&h);
+    harness_free(&h);
+}
+
 /* ---- crashes at every step ------------------------------------------------------------- */
 
 /* Crash after `steps` half-batches of the protocol: an even count ends with records appended
@@ -467,7 +538,7 @@ static void crash_place_at(int steps, uint64_t seed, bool *finished)
 {
     struct harness h;
     harness_init(&h, seed);
-    stock_up(&h);
+    stock_up_limited(&h, 3); /* the order takes alice to her limit of every SKU */
     char line[256], id[32];
     place_line(&h, "r1", line, sizeof line);
     cmd(&h, line);
@@ -530,6 +601,12 @@ static void crash_place_at(int steps, uint64_t seed, bool *finished)
         cr_assert_eq(balance(&h, h.acct[0]), 10000);
         cr_assert_eq(balance(&h, h.acct[1]), 10000);
     }
+    check_all_or_nothing(&h, st);
+    /* Recovery kept alice's counts in every partition: one more of a remote SKU is refused. */
+    snprintf(line, sizeof line, "ORDER.PLACE r2 alice 60000 %s 1 %s 1", h.sku[0], h.sku[2]);
+    cmd(&h, line);
+    drive(&h);
+    cr_assert(strncmp(h.reply, "-LIMIT", 6) == 0, "step %d: %s", steps, h.reply);
     check_all_or_nothing(&h, st);
     harness_free(&h);
 }
