@@ -257,6 +257,7 @@ bool engine_args_valid(const struct engine_cmd *c)
     case ENGINE_ORDER_PAY:
         return !key_same(&c->key2, &c->key3);
     case ENGINE_ORDER_REFUND:
+    case ENGINE_HOLD_REFUND:
         return c->num == 0 || c->num == 1;
     case ENGINE_ACCOUNT_OPEN:
         return c->num >= 0;
@@ -272,7 +273,7 @@ bool engine_args_valid(const struct engine_cmd *c)
 static const char *const order_state_names[ORDER_STATE_COUNT] = {
     "FREE", "RESERVED", "PAID", "SHIPPED", "COMPLETED", "CANCELLED", "EXPIRED", "REFUNDED"};
 static const char *const hold_state_names[HOLD_STATE_COUNT] = {"FREE", "PREPARED", "COMMITTED",
-                                                               "ABORTED"};
+                                                               "ABORTED", "REFUNDED"};
 
 const char *engine_order_state_name(int state)
 {
@@ -381,6 +382,7 @@ static struct engine_result dispatch(struct engine *e, const struct engine_cmd *
         return engine_order_cmd(e, cmd);
     case ENGINE_HOLD_PREPARE:
     case ENGINE_HOLD_PREPARE_USER:
+    case ENGINE_HOLD_REFUND:
     case ENGINE_HOLD_COMMIT:
     case ENGINE_HOLD_ABORT:
         return engine_hold_cmd(e, cmd);

@@ -64,6 +64,8 @@ enum engine_cmd_type {
     ENGINE_HOLD_PREPARE_USER = 20, /* key=txid key2=user num=ttl_ms items: a hold whose items
                                       count against the user's per-user limits (the hold leg of
                                       a cross-partition order, node/txn.c) */
+    ENGINE_HOLD_REFUND = 21,       /* key=txid num=1 restock to available, 0 write off: a
+                                      committed hold's items leave sold (its order refunded) */
     ENGINE_LOCK_SESSION_OPEN = 64, /* key=session num=ttl_ms */
     ENGINE_LOCK_HEARTBEAT = 65,    /* key=session */
     ENGINE_LOCK_SESSION_CLOSE = 66, /* key=session */

@@ -47,6 +47,7 @@ enum engine_hold_state {
     HOLD_PREPARED = 1,
     HOLD_COMMITTED = 2,
     HOLD_ABORTED = 3,
+    HOLD_REFUNDED = 4, /* committed, then its order was refunded: holds nothing */
     HOLD_STATE_COUNT
 };
 

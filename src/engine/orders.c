@@ -248,7 +248,7 @@ struct engine_result engine_hold_cmd(struct engine *e, const struct engine_cmd *
     if (slot == SM_INDEX_NONE) {
         if (cmd->type == ENGINE_HOLD_PREPARE || cmd->type == ENGINE_HOLD_PREPARE_USER)
             return hold_prepare(e, txid, cmd);
-        if (cmd->type == ENGINE_HOLD_COMMIT)
+        if (cmd->type == ENGINE_HOLD_COMMIT || cmd->type == ENGINE_HOLD_REFUND)
             return engine_err(SM_E_NOTFOUND, 0);
         /* Abort of a txid never prepared: remember it so a late prepare is refused. */
         if (engine_slots_full(&e->hold_slots, 1))
@@ -263,7 +263,7 @@ struct engine_result engine_hold_cmd(struct engine *e, const struct engine_cmd *
     case ENGINE_HOLD_PREPARE_USER:
         return h->state == HOLD_ABORTED ? hold_state_err(h->state) : engine_ok();
     case ENGINE_HOLD_COMMIT: {
-        if (h->state == HOLD_COMMITTED)
+        if (h->state == HOLD_COMMITTED || h->state == HOLD_REFUNDED)
             return engine_ok();
         if (h->state == HOLD_ABORTED || e->now_ms > h->at_ms)
             return hold_state_err(HOLD_ABORTED);
@@ -276,9 +276,22 @@ struct engine_result engine_hold_cmd(struct engine *e, const struct engine_cmd *
     case ENGINE_HOLD_ABORT:
         if (h->state == HOLD_ABORTED)
             return engine_ok();
-        if (h->state == HOLD_COMMITTED)
+        if (h->state != HOLD_PREPARED)
             return hold_state_err(h->state);
         return hold_release(e, slot);
+    case ENGINE_HOLD_REFUND: {
+        /* The refund of the order whose leg this hold was: its items leave sold (back to
+         * available or written off) and the user's count, exactly once. */
+        if (h->state == HOLD_REFUNDED)
+            return engine_ok();
+        if (h->state != HOLD_COMMITTED)
+            return hold_state_err(h->state);
+        struct engine_stored_item items[SM_ORDER_ITEMS_MAX];
+        uint32_t n = engine_items_get(e, &h->items, items);
+        engine_stock_unsell(e, items, n, cmd->num == 1, hold_user(h));
+        hold_finish(e, slot, HOLD_REFUNDED);
+        return engine_ok();
+    }
     default:
         UNREACHABLE();
     }

@@ -37,6 +37,7 @@
  *                                         items of this partition (a cross-partition order)
  *   20    HOLD_PREPARE_USER     K U a I   txid, user, ttl_ms, items: a hold counted against the
  *                                         user's per-user limits (a cross-partition order's leg)
+ *   21    HOLD_REFUND           K a       txid, 1 = stock back to available, 0 = written off
  *   64    LOCK_SESSION_OPEN     K a       session, ttl_ms
  *   65-66 LOCK_HEARTBEAT/SESSION_CLOSE  K session
  *   67    LOCK_ACQUIRE          K U t o a b w n r   session, lock name, enum locks_type, owner,
@@ -90,6 +91,8 @@ static const char *record_layout(enum engine_cmd_type type)
         return "KaI";
     case ENGINE_HOLD_PREPARE_USER:
         return "KUaI";
+    case ENGINE_HOLD_REFUND:
+        return "Ka";
     case ENGINE_ACCOUNT_TRANSFER:
         return "KUa";
     case ENGINE_TICK:

@@ -13,7 +13,8 @@
  *       PREPARE  query_after_ms i64 | cmd length u32 | engine record of the leg
  *       VOTE     yes u8 | err i32 | cents i64 | message length u8 | message bytes
  *       DECIDE   commit u8
- *       ACK, QUERY  nothing
+ *       ACK, QUERY, REFUND_ACK  nothing
+ *       REFUND   restock u8
  *     nothing may follow.
  */
 #include "node/txn.h"
@@ -45,7 +46,7 @@ static uint64_t legs_all(uint8_t n)
 
 int txn_msg_encode(const struct txn_msg *m, struct sm_wbuf *w)
 {
-    if (m->type < TXN_MSG_PREPARE || m->type > TXN_MSG_QUERY || m->leg >= SM_TXN_LEGS_MAX ||
+    if (m->type < TXN_MSG_PREPARE || m->type > TXN_MSG_REFUND_ACK || m->leg >= SM_TXN_LEGS_MAX ||
         m->msg_len > SM_ENGINE_MESSAGE_BYTES_MAX || m->cmd_len > SM_ENGINE_RECORD_BYTES_MAX)
         return SM_E_BADARG;
     sm_wbuf_u8(w, m->type);
@@ -65,6 +66,7 @@ int txn_msg_encode(const struct txn_msg *m, struct sm_wbuf *w)
         sm_wbuf_str8(w, m->msg, m->msg_len);
         break;
     case TXN_MSG_DECIDE:
+    case TXN_MSG_REFUND:
         sm_wbuf_u8(w, m->yes ? 1 : 0);
         break;
     default:
@@ -93,7 +95,7 @@ int txn_msg_decode(const uint8_t *b, size_t len, struct txn_msg *m)
     if (id)
         memcpy(m->txid, id, TXN_ID_BYTES);
     m->leg = sm_rbuf_u8(&r);
-    if (!sm_rbuf_ok(&r) || m->type < TXN_MSG_PREPARE || m->type > TXN_MSG_QUERY ||
+    if (!sm_rbuf_ok(&r) || m->type < TXN_MSG_PREPARE || m->type > TXN_MSG_REFUND_ACK ||
         m->leg >= SM_TXN_LEGS_MAX || m->from >= SM_PARTITIONS_MAX || m->to >= SM_PARTITIONS_MAX)
         return SM_E_BADARG;
     if (m->type == TXN_MSG_PREPARE) {
@@ -113,7 +115,7 @@ int txn_msg_decode(const uint8_t *b, size_t len, struct txn_msg *m)
         else if (msg)
             memcpy(m->msg, msg, n);
         m->msg_len = (uint8_t)n;
-    } else if (m->type == TXN_MSG_DECIDE) {
+    } else if (m->type == TXN_MSG_DECIDE || m->type == TXN_MSG_REFUND) {
         m->yes = read_bool(&r);
     }
     return sm_rbuf_ok(&r) && sm_rbuf_left(&r) == 0 ? 0 : SM_E_BADARG;
@@ -209,7 +211,7 @@ const struct txn_row *txn_find_coord(const struct store *s, uint32_t p, const ui
 static bool row_final(const struct txn_row *r)
 {
     return r->state == TXN_DONE || r->state == TXN_REFUSED || r->state == TXN_COMMITTED ||
-           r->state == TXN_ABORTED;
+           r->state == TXN_ABORTED || r->state == TXN_REFUNDED || r->state == TXN_LEG_REFUNDED;
 }
 
 uint32_t txn_inflight(const struct store *s, uint32_t p)
@@ -451,6 +453,50 @@ static void decide(struct store *s, uint32_t p, struct txn_row *r, bool confirm,
     finish_if_acked(r, index);
 }
 
+/* ---- refunds of a placed order: its hold legs' items leave sold too ---- */
+
+static bool refunding(const struct txn_row *r)
+{
+    return r->role == TXN_ROLE_COORD &&
+           (r->state == TXN_REFUNDING_RESTOCK || r->state == TXN_REFUNDING_WRITEOFF);
+}
+
+/* Tells every leg what it has not acknowledged: the commit (a refund can overtake the commit
+ * of the payment's holds: a leg refunds only a committed hold), then the refund. */
+static void send_refunds(struct store *s, uint32_t p, struct txn_row *r)
+{
+    ASSERT(refunding(r) && r->confirm);
+    for (uint8_t i = 0; i < r->legs_count; i++) {
+        uint32_t q = leg_partition(s, p, r, i);
+        if (!(r->acked & LEG_BIT(i)))
+            send_simple(s, TXN_MSG_DECIDE, p, q, r->txid, i, true);
+        if (!(r->voted & LEG_BIT(i)))
+            send_simple(s, TXN_MSG_REFUND, p, q, r->txid, i, r->state == TXN_REFUNDING_RESTOCK);
+    }
+}
+
+static void finish_refund_if_acked(struct txn_row *r, uint64_t index)
+{
+    uint64_t all = legs_all(r->legs_count);
+    if (refunding(r) && r->acked == all && r->voted == all) {
+        r->state = TXN_REFUNDED;
+        r->done_index = index;
+    }
+}
+
+/* The order of row r was refunded in p (ORDER_REFUND, restock or written off): each hold leg
+ * does the same with its items. The coordinator's own items were done by the refund itself. */
+static void start_refund(struct store *s, uint32_t p, struct txn_row *r, bool restock,
+                         uint64_t index, int64_t now_ms)
+{
+    ASSERT(r->state == TXN_CONFIRMING || r->state == TXN_DONE);
+    r->state = restock ? TXN_REFUNDING_RESTOCK : TXN_REFUNDING_WRITEOFF;
+    r->voted = 0; /* from now on: the legs that acknowledged the refund */
+    r->sent_ms = now_ms;
+    send_refunds(s, p, r);
+    finish_refund_if_acked(r, index);
+}
+
 /* The client's outcome is final: an error aborts every leg. */
 static void abort_with(struct store *s, uint32_t p, struct txn_row *r, int32_t err, const char *msg,
                        size_t msg_len, uint64_t index, int64_t now_ms)
@@ -639,10 +685,21 @@ static void on_vote(struct store *s, uint32_t p, const struct txn_msg *m, uint64
 static void on_ack(struct store *s, uint32_t p, const struct txn_msg *m, uint64_t index)
 {
     struct txn_row *r = find(s, p, m->txid, TXN_ROLE_COORD, 0);
-    if (!r || m->leg >= r->legs_count || !(r->state == TXN_CONFIRMING || r->state == TXN_RELEASING))
+    if (!r || m->leg >= r->legs_count ||
+        !(r->state == TXN_CONFIRMING || r->state == TXN_RELEASING || refunding(r)))
         return;
     r->acked |= LEG_BIT(m->leg);
     finish_if_acked(r, index);
+    finish_refund_if_acked(r, index);
+}
+
+static void on_refund_ack(struct store *s, uint32_t p, const struct txn_msg *m, uint64_t index)
+{
+    struct txn_row *r = find(s, p, m->txid, TXN_ROLE_COORD, 0);
+    if (!r || m->leg >= r->legs_count || !refunding(r))
+        return;
+    r->voted |= LEG_BIT(m->leg);
+    finish_refund_if_acked(r, index);
 }
 
 static void on_query(struct store *s, uint32_t p, const struct txn_msg *m)
@@ -820,6 +877,30 @@ static void on_decide(struct store *s, uint32_t q, const struct txn_msg *m, uint
     send_simple(s, TXN_MSG_ACK, q, m->from, m->txid, m->leg, true);
 }
 
+/* A refund of the order this hold leg belongs to: the committed hold's items leave sold
+ * (HOLD_REFUND, idempotent in the engine), then the coordinator is told. A leg still prepared
+ * waits for the commit that the coordinator sends with the refund. */
+static void on_refund(struct store *s, uint32_t q, const struct txn_msg *m, uint64_t index)
+{
+    struct txn_row *r = find(s, q, m->txid, TXN_ROLE_PART, m->leg);
+    if (r && (r->state == TXN_PREPARED || !is_hold_prepare(r->kind)))
+        return;
+    if (!r || r->state == TXN_COMMITTED) {
+        /* No row (reused long after it was final): the hold itself says whether it was
+         * refunded already; the engine answers NOTFOUND once it is forgotten too. */
+        struct engine_cmd d = {
+            .type = ENGINE_HOLD_REFUND, .key = {m->txid, TXN_ID_BYTES}, .num = m->yes ? 1 : 0};
+        char rid[TXN_RID_BYTES];
+        leg_rid(m->txid, m->leg, 'r', rid, &d.request_id);
+        store_txn_engine(s, q, index, &d, s->output);
+        if (r) {
+            r->state = TXN_LEG_REFUNDED;
+            r->done_index = index;
+        }
+    }
+    send_simple(s, TXN_MSG_REFUND_ACK, q, m->from, m->txid, m->leg, true);
+}
+
 /* ---- records, ticks, recovery -------------------------------------------------------------- */
 
 int txn_apply(struct store *s, uint32_t p, uint64_t index, int64_t now_ms, const uint8_t *rec,
@@ -849,15 +930,42 @@ int txn_apply(struct store *s, uint32_t p, uint64_t index, int64_t now_ms, const
     case TXN_MSG_QUERY:
         on_query(s, p, &m);
         break;
+    case TXN_MSG_REFUND:
+        on_refund(s, p, &m, index);
+        break;
+    case TXN_MSG_REFUND_ACK:
+        on_refund_ack(s, p, &m, index);
+        break;
     default:
         return SM_E_CORRUPT;
     }
     return 0;
 }
 
+/* After an ORDER_REFUND record: a refunded order with holds in other partitions refunds them. */
+static void after_refund(struct store *s, uint32_t p, uint64_t index, const uint8_t *rec,
+                         size_t len)
+{
+    struct engine_cmd c;
+    if (table(s, p)->used == 0 || engine_decode(rec, len, &c) != 0 || c.key.len != TXN_ID_BYTES)
+        return;
+    struct txn_row *r = find(s, p, c.key.ptr, TXN_ROLE_COORD, 0);
+    if (!r || r->kind != ENGINE_ORDER_PLACE || !r->confirm ||
+        !(r->state == TXN_CONFIRMING || r->state == TXN_DONE))
+        return; /* not a cross-partition order, not sold, or its refund already started */
+    if (strcmp(order_state(s, p, r->txid, NULL), "REFUNDED") == 0)
+        start_refund(s, p, r, c.num == 1, index, engine_now_ms(&s->engines[p]));
+}
+
 void txn_after_engine(struct store *s, uint32_t p, uint64_t index, const uint8_t *rec, size_t len)
 {
-    if (table(s, p)->placed == 0 || len < 1)
+    if (len < 1)
+        return;
+    if (rec[0] == ENGINE_ORDER_REFUND) {
+        after_refund(s, p, index, rec, len);
+        return;
+    }
+    if (table(s, p)->placed == 0)
         return;
     uint8_t type = rec[0];
     if (type != ENGINE_ORDER_PAY && type != ENGINE_ORDER_PAY_EXTERNAL &&
@@ -883,6 +991,8 @@ static void resend(struct store *s, uint32_t p, struct txn_row *r, int64_t now_m
     } else if (r->role == TXN_ROLE_COORD &&
                (r->state == TXN_CONFIRMING || r->state == TXN_RELEASING)) {
         send_decisions(s, p, r);
+    } else if (refunding(r)) {
+        send_refunds(s, p, r);
     } else if (r->role == TXN_ROLE_PART && r->state == TXN_PREPARED &&
                (force || now_ms >= r->query_at_ms)) {
         /* After a restart a leg asks at once: the decision may have been sent to the process
@@ -966,8 +1076,12 @@ int txn_save(const struct store *s, struct sm_wbuf *w)
 
 static bool row_valid(const struct txn_row *r)
 {
-    bool coord = r->role == TXN_ROLE_COORD && r->state >= TXN_PREPARING && r->state <= TXN_DONE;
-    bool part = r->role == TXN_ROLE_PART && r->state >= TXN_PREPARED && r->state <= TXN_ABORTED;
+    bool coord = r->role == TXN_ROLE_COORD &&
+                 ((r->state >= TXN_PREPARING && r->state <= TXN_DONE) ||
+                  (r->state >= TXN_REFUNDING_RESTOCK && r->state <= TXN_REFUNDED));
+    bool part =
+        r->role == TXN_ROLE_PART &&
+        ((r->state >= TXN_PREPARED && r->state <= TXN_ABORTED) || r->state == TXN_LEG_REFUNDED);
     return (coord || part) && r->legs_count <= SM_TXN_LEGS_MAX && r->leg < SM_TXN_LEGS_MAX &&
            r->peer < SM_PARTITIONS_MAX &&
            (r->cmd_len > 0 || r->state == TXN_ABORTED || r->state == TXN_REFUSED);

@@ -56,11 +56,13 @@
 #define TXN_ID_BYTES 21
 
 enum txn_msg_type {
-    TXN_MSG_PREPARE = 1, /* coordinator -> leg: prepare cmd (an engine record) */
-    TXN_MSG_VOTE = 2,    /* leg -> coordinator: yes (cents) or no (err, msg) */
-    TXN_MSG_DECIDE = 3,  /* coordinator -> leg: yes = commit, no = abort */
-    TXN_MSG_ACK = 4,     /* leg -> coordinator: the decision is applied */
-    TXN_MSG_QUERY = 5,   /* leg -> coordinator: what was decided? (the decision is late) */
+    TXN_MSG_PREPARE = 1,    /* coordinator -> leg: prepare cmd (an engine record) */
+    TXN_MSG_VOTE = 2,       /* leg -> coordinator: yes (cents) or no (err, msg) */
+    TXN_MSG_DECIDE = 3,     /* coordinator -> leg: yes = commit, no = abort */
+    TXN_MSG_ACK = 4,        /* leg -> coordinator: the decision is applied */
+    TXN_MSG_QUERY = 5,      /* leg -> coordinator: what was decided? (the decision is late) */
+    TXN_MSG_REFUND = 6,     /* coordinator -> hold leg: the order was refunded; yes = restock */
+    TXN_MSG_REFUND_ACK = 7, /* hold leg -> coordinator: its items left sold */
 };
 
 /* One message between partitions. Pointers borrow the decoded bytes (or the caller's). */
@@ -69,7 +71,7 @@ struct txn_msg {
     uint32_t from, to; /* partitions */
     uint8_t txid[TXN_ID_BYTES];
     uint8_t leg;            /* 0..SM_TXN_LEGS_MAX-1 */
-    bool yes;               /* VOTE: prepared; DECIDE: commit */
+    bool yes;               /* VOTE: prepared; DECIDE: commit; REFUND: restock */
     int32_t err;            /* VOTE no: SM_E_* */
     int64_t cents;          /* VOTE yes: price of the items held (hold legs) */
     int64_t query_after_ms; /* PREPARE: ask the coordinator if no decision comes by then */
@@ -101,11 +103,17 @@ enum txn_state {
     TXN_CONFIRMING = 3, /* DECIDE commit sent; waiting for ACKs */
     TXN_RELEASING = 4,  /* DECIDE abort sent; waiting for ACKs */
     TXN_DONE = 5,       /* every leg acknowledged: only the outcome is kept */
+    /* coordinator of a placed order that was refunded (REFUND sent, waiting for REFUND_ACKs;
+     * voted is reused as the refund acknowledgements) */
+    TXN_REFUNDING_RESTOCK = 10,
+    TXN_REFUNDING_WRITEOFF = 11,
+    TXN_REFUNDED = 12, /* every hold leg's items left sold */
     /* participant */
     TXN_PREPARED = 6, /* voted yes; the leg holds stock or money */
     TXN_REFUSED = 7,  /* voted no; holds nothing */
     TXN_COMMITTED = 8,
     TXN_ABORTED = 9,
+    TXN_LEG_REFUNDED = 13, /* committed, then refunded (HOLD_REFUND applied) */
 };
 
 /* One transaction as one partition knows it: as its coordinator, or as one of its legs. */

@@ -90,6 +90,10 @@ static void scenario_holds(struct harness *h)
     assert_ok(run(h, &a4));
     u.request_id = (struct engine_key){0};
     assert_ok(run(h, &u));
+    struct engine_cmd c5 = {.type = ENGINE_HOLD_COMMIT, .key = K("t5")};
+    assert_ok(run(h, &c5));
+    struct engine_cmd r5 = {.type = ENGINE_HOLD_REFUND, .key = K("t5"), .num = 1};
+    assert_ok(run(h, &r5));
     tick(h, h->now_ms + 400);
 }
 

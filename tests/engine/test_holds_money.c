@@ -245,3 +245,35 @@ Test(holds, a_hold_with_a_user_checks_and_counts_the_per_user_limit)
     engine_free(&h.e);
     engine_free(&h2.e);
 }
+
+Test(holds, refund_of_a_committed_hold_restocks_or_writes_off_once)
+{
+    struct harness h;
+    harness_init(&h);
+    assert_ok(sku_create(&h, "tv", 10, 3, 100));
+    assert_ok(hold_prepare_user(&h, "t1", "alice", "tv", 3, 1000));
+    struct engine_cmd rf = {.type = ENGINE_HOLD_REFUND, .key = K("t1"), .num = 1};
+    assert_err_msg(run(&h, &rf), SM_E_STATE, "PREPARED");
+    assert_ok(hold_op(&h, ENGINE_HOLD_COMMIT, "t1"));
+    assert_err(hold_prepare_user(&h, "t2", "alice", "tv", 1, 1000), SM_E_LIMIT);
+    rf.request_id = (struct engine_key){0};
+    assert_ok(run(&h, &rf));
+    cr_assert_str_eq(hold_state(&h, "t1"), "REFUNDED");
+    cr_assert_eq(sku_field(&h, "tv", "available"), 10);
+    cr_assert_eq(sku_field(&h, "tv", "sold"), 0);
+    rf.request_id = (struct engine_key){0}; /* a new request id: still only once */
+    assert_ok(run(&h, &rf));
+    cr_assert_eq(sku_field(&h, "tv", "available"), 10);
+    assert_ok(hold_op(&h, ENGINE_HOLD_COMMIT, "t1")); /* a late commit changes nothing */
+    assert_err_msg(hold_op(&h, ENGINE_HOLD_ABORT, "t1"), SM_E_STATE, "REFUNDED");
+    /* alice's count went back; written off, the stock leaves stocked. */
+    assert_ok(hold_prepare_user(&h, "t2", "alice", "tv", 3, 1000));
+    assert_ok(hold_op(&h, ENGINE_HOLD_COMMIT, "t2"));
+    struct engine_cmd wo = {.type = ENGINE_HOLD_REFUND, .key = K("t2"), .num = 0};
+    assert_ok(run(&h, &wo));
+    cr_assert_eq(sku_field(&h, "tv", "stocked"), 7);
+    cr_assert_eq(sku_field(&h, "tv", "available"), 7);
+    struct engine_cmd unknown = {.type = ENGINE_HOLD_REFUND, .key = K("t9"), .num = 1};
+    assert_err(run(&h, &unknown), SM_E_NOTFOUND);
+    engine_free(&h.e);
+}

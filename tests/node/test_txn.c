@@ -529,6 +529,88 @@ Test(txn, per_user_limits_are_kept_in_the_remote_skus_partitions)
     harness_free(&h);
 }
 
+/* Places alice's three-partition order and pays it; returns its id in id. */
+static void place_and_pay(struct harness *h, const char *rid, char *id)
+{
+    char line[256];
+    place_line(h, rid, line, sizeof line);
+    order_id(place_now(h, line), id);
+    cr_assert_neq(id[0], '\0', "%s", h->reply);
+    snprintf(line, sizeof line, "ORDER.PAY p%s %s %s %s", rid, id, h->acct[0], h->acct[1]);
+    cmd(h, line);
+    drive(h);
+    cr_assert_str_eq(h->reply, "+OK\r\n");
+    check_all_or_nothing(h, "PAID");
+}
+
+Test(txn, a_refund_restocks_or_writes_off_the_items_of_every_partition)
+{
+    struct harness h;
+    harness_init(&h, 9);
+    stock_up_limited(&h, 3);
+    char line[256], id[32];
+    place_and_pay(&h, "r1", id);
+    uint32_t p = (uint32_t)strtoul(id, NULL, 16);
+    snprintf(line, sizeof line, "ORDER.REFUND f1 %s RESTOCK", id);
+    cr_assert_str_eq(cmd(&h, line), "+OK\r\n");
+    drive(&h);
+    check_all_or_nothing(&h, "REFUNDED"); /* every SKU: 10 available again */
+    cr_assert_eq(txn_inflight(h.s, p), 0);
+    /* A retry changes nothing; another refund is -STATE. */
+    cr_assert_str_eq(cmd(&h, line), "+OK\r\n");
+    snprintf(line, sizeof line, "ORDER.REFUND f2 %s RESTOCK", id);
+    cr_assert(strncmp(cmd(&h, line), "-STATE", 6) == 0, "%s", h.reply);
+    drive(&h);
+    check_all_or_nothing(&h, "REFUNDED");
+    /* The per-user counts went back everywhere: alice can buy the same again. */
+    place_and_pay(&h, "r2", id);
+    snprintf(line, sizeof line, "ORDER.REFUND f3 %s WRITEOFF", id);
+    cr_assert_str_eq(cmd(&h, line), "+OK\r\n");
+    drive(&h);
+    for (int i = 0; i < 3; i++) {
+        cr_assert_eq(sku_field(&h, h.sku[i], "sold"), 0);
+        cr_assert_eq(sku_field(&h, h.sku[i], "stocked"), 10 - (i + 1), "%s", h.sku[i]);
+        cr_assert_eq(sku_field(&h, h.sku[i], "available"), 10 - (i + 1));
+    }
+    check_invariants(&h);
+    harness_free(&h);
+}
+
+Test(txn, a_refund_that_overtakes_the_commit_of_the_remote_holds_waits_for_it)
+{
+    for (int early = 0; early < 4; early++) {
+        struct harness h;
+        harness_init(&h, 10 + (uint64_t)early);
+        stock_up(&h);
+        char line[256], id[32];
+        place_line(&h, "r1", line, sizeof line);
+        order_id(place_now(&h, line), id);
+        snprintf(line, sizeof line, "ORDER.PAY p1 %s %s %s", id, h.acct[0], h.acct[1]);
+        cmd(&h, line);
+        for (int i = 0; i < 64 && strcmp(h.reply, "+OK\r\n") != 0; i++)
+            batch(&h);
+        cr_assert_str_eq(h.reply, "+OK\r\n");
+        /* Paid, its holds' commits not (all) delivered yet: refund now, or a few half-steps
+         * later, then crash and recover before the end. */
+        for (int i = 0; i < early; i++)
+            batch(&h);
+        snprintf(line, sizeof line, "ORDER.REFUND f1 %s RESTOCK", id);
+        cr_assert_str_eq(cmd(&h, line), "+OK\r\n");
+        batch(&h);
+        cr_assert_eq(store_sync(h.s), 0);
+        sm_faulty_fs_crash(&h.disk);
+        store_close(h.s);
+        free(h.s);
+        open_store(&h);
+        drive(&h);
+        tick_at(&h, SM_TXN_RESEND_MS + 1);
+        drive(&h);
+        check_all_or_nothing(&h, "REFUNDED");
+        cr_assert_eq(txn_inflight(h.s, (uint32_t)strtoul(id, NULL, 16)), 0);
+        harness_free(&h);
+    }
+}
+
 /* ---- crashes at every step ------------------------------------------------------------- */
 
 /* Crash after `steps` half-batches of the protocol: an even count ends with records appended
@@ -748,6 +830,19 @@ Test(txn, messages_round_trip_and_bad_bytes_are_refused)
     cr_assert_eq(memcmp(d.msg, "sku", 3), 0);
     v.leg = SM_TXN_LEGS_MAX;
     cr_assert_eq(txn_msg_encode(&v, &w), SM_E_BADARG);
+    /* REFUND carries the restock flag; REFUND_ACK nothing; 8 is no type. */
+    struct txn_msg f = {.type = TXN_MSG_REFUND, .from = 1, .to = 2, .leg = 1, .yes = true};
+    w.len = 0;
+    cr_assert_eq(txn_msg_encode(&f, &w), 0);
+    cr_assert_eq(w.len, 1 + 4 + 4 + TXN_ID_BYTES + 1 + 1);
+    cr_assert_eq(txn_msg_decode(w.data, w.len, &d), 0);
+    cr_assert(d.type == TXN_MSG_REFUND && d.yes && d.leg == 1);
+    f.type = TXN_MSG_REFUND_ACK;
+    w.len = 0;
+    cr_assert_eq(txn_msg_encode(&f, &w), 0);
+    cr_assert_eq(w.len, 1 + 4 + 4 + TXN_ID_BYTES + 1);
+    w.data[0] = 8;
+    cr_assert_neq(txn_msg_decode(w.data, w.len, &d), 0);
     sm_wbuf_free(&w);
 }
 
