@@ -164,6 +164,13 @@ static void compute_replicas(struct cluster_rt *rt)
         ring_placement_destroy(&pl);
         rt->replicas = table;
         table = NULL;
+        /* A load reads keys in order: "partitions/..." comes before "placement", so configs
+         * already known get their replicas now. */
+        for (uint32_t p = 0; rt->parts && p < parts; p++) {
+            struct cluster_config *c = &rt->parts[p].config;
+            c->replicas_count = r;
+            memcpy(c->replicas, &rt->replicas[(size_t)p * r], r * sizeof c->replicas[0]);
+        }
     }
     ring_destroy(&ring);
     free(specs);
