@@ -25,19 +25,55 @@ static void sleep_ms(int ms)
     nanosleep(&ts, NULL);
 }
 
-/* A port the kernel had free a moment ago (etcd binds it right after; a clash shows as a member
- * that does not get ready, and the test fails with its log). */
-static int free_port(void)
+/*
+ * Ports for etcd. A port the kernel hands out for bind(port 0) comes from the ephemeral range,
+ * where any process's outgoing connection may take it between our close() and etcd's bind()
+ * (seen under load: "bind: address already in use"). So ports are drawn at random below the
+ * ephemeral range (/proc/sys/net/ipv4/ip_local_port_range starts at 32768 by default), checked
+ * free by binding them, and held bound until every port of the cluster is chosen, so two
+ * members never get the same one. A clash that still happens (another test drew the same port)
+ * is retried with new ports by etcd_cluster_start.
+ */
+#define PORT_LOW      20000
+#define PORT_HIGH     32000
+#define PORT_ATTEMPTS 1000
+#define START_TRIES   3
+
+static int port_hold(int *fd_out)
 {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    cr_assert(fd >= 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = 0};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof a;
-    cr_assert(bind(fd, (struct sockaddr *)&a, sizeof a) == 0);
-    cr_assert(getsockname(fd, (struct sockaddr *)&a, &len) == 0);
-    close(fd);
-    return ntohs(a.sin_port);
+    static unsigned seed;
+    if (!seed)
+        seed = (unsigned)getpid() ^ (unsigned)time(NULL);
+    for (int attempt = 0; attempt < PORT_ATTEMPTS; attempt++) {
+        int port = PORT_LOW + (int)(rand_r(&seed) % (PORT_HIGH - PORT_LOW));
+        int fd = socket(AF_INET, SOCK_STREAM, 0);
+        cr_assert(fd >= 0);
+        struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        if (bind(fd, (struct sockaddr *)&a, sizeof a) == 0) {
+            *fd_out = fd;
+            return port;
+        }
+        close(fd);
+    }
+    cr_assert_fail("no free port in %d..%d after %d tries", PORT_LOW, PORT_HIGH, PORT_ATTEMPTS);
+    return 0;
+}
+
+/* True when member i's log says a port was taken: the start is worth retrying on new ports. */
+static bool lost_port_race(const struct etcd_cluster *c, int i)
+{
+    char path[400];
+    snprintf(path, sizeof path, "%s/%s.log", c->dir, c->members[i].name);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return false;
+    char line[1024];
+    bool found = false;
+    while (!found && fgets(line, sizeof line, f))
+        found = strstr(line, "address already in use") != NULL;
+    fclose(f);
+    return found;
 }
 
 static void initial_cluster(const struct etcd_cluster *c, char *buf, size_t cap)
@@ -138,30 +174,52 @@ static bool wait_ready(struct etcd_cluster *c, int i)
     return false;
 }
 
-void etcd_cluster_start(struct etcd_cluster *c, int n)
+/* One attempt: new directory, new ports, every member spawned; 0 when all are healthy, else
+ * the index + 1 of a member that did not get ready (its log printed, the cluster stopped). */
+static int start_once(struct etcd_cluster *c, int n, bool *port_race)
 {
-    cr_assert(n >= 1 && n <= ETCD_PROC_MEMBERS_MAX);
     memset(c, 0, sizeof *c);
-    cr_assert(access(ETCD_BINARY, X_OK) == 0,
-              ETCD_BINARY " missing: scripts/install-deps installs etcd-server");
     snprintf(c->dir, sizeof c->dir, "%s/shardmart-etcd.XXXXXX",
              getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
     cr_assert(mkdtemp(c->dir));
     c->members_count = n;
+    int held[2 * ETCD_PROC_MEMBERS_MAX];
     for (int i = 0; i < n; i++) {
         struct etcd_member *m = &c->members[i];
         snprintf(m->name, sizeof m->name, "m%d", i);
-        m->client_port = free_port();
-        m->peer_port = free_port();
+        m->client_port = port_hold(&held[2 * i]);
+        m->peer_port = port_hold(&held[2 * i + 1]);
         snprintf(m->endpoint, sizeof m->endpoint, "http://127.0.0.1:%d", m->client_port);
     }
+    for (int i = 0; i < 2 * n; i++)
+        close(held[i]);
     for (int i = 0; i < n; i++)
         spawn(c, i);
     for (int i = 0; i < n; i++) {
         if (!wait_ready(c, i)) {
+            *port_race = lost_port_race(c, i);
             etcd_cluster_stop(c);
-            cr_assert_fail("etcd member %d did not get ready", i);
+            return i + 1;
         }
+    }
+    return 0;
+}
+
+void etcd_cluster_start(struct etcd_cluster *c, int n)
+{
+    cr_assert(n >= 1 && n <= ETCD_PROC_MEMBERS_MAX);
+    cr_assert(access(ETCD_BINARY, X_OK) == 0,
+              ETCD_BINARY " missing: scripts/install-deps installs etcd-server");
+    for (int attempt = 1;; attempt++) {
+        bool port_race = false;
+        int failed = start_once(c, n, &port_race);
+        if (failed == 0)
+            return;
+        if (!port_race || attempt == START_TRIES)
+            cr_assert_fail("etcd member %d did not get ready (attempt %d of %d)", failed - 1,
+                           attempt, START_TRIES);
+        fprintf(stderr, "etcd member %d lost a port race; starting again on new ports\n",
+                failed - 1);
     }
 }
 
