@@ -188,6 +188,15 @@
  * the syscall (64 per 64 MiB segment) and is one static zero buffer, so it costs no heap. */
 #define SM_WAL_ZERO_CHUNK_BYTES (1024 * 1024)
 
+/* The partition log (src/wal/plog.c), one shared log of every partition a node hosts:
+ * partitions of one node, the same bound as the cluster's partitions. */
+#define SM_PLOG_PARTITIONS_MAX SM_PARTITIONS_MAX
+/* One entry's payload: a wal record less the 16-byte partition head in front of it. */
+#define SM_PLOG_ENTRY_BYTES_MAX (SM_WAL_RECORD_PAYLOAD_BYTES_MAX - 16)
+/* One partition snapshot file: read whole into memory at recovery, so bounded like a snapshot
+ * shipped between replicas (SM_CLUSTER_SNAPSHOT_BYTES_MAX, asserted below). */
+#define SM_PLOG_SNAPSHOT_BYTES_MAX (256 * 1024 * 1024)
+
 /* ---- control plane (src/coord/) ------------------------------------------------------------ */
 
 /* A key in the control plane: /shardmart/<cluster>/partitions/<n> and friends are well under
@@ -285,5 +294,9 @@ _Static_assert(SM_CLUSTER_MSG_BYTES_MAX >= SM_CLUSTER_MSG_ENTRIES_MAX * 16 + 64 
                    SM_CLUSTER_MSG_BYTES_MAX > SM_ENGINE_RECORD_BYTES_MAX + 1024,
                "a message holds the largest record");
 _Static_assert(SM_REPLICAS_MAX <= 8, "a replica set fits in a byte of flags");
+
+_Static_assert(SM_PLOG_ENTRY_BYTES_MAX >= SM_REQUEST_BYTES_MAX, "a request fits in a plog entry");
+_Static_assert(SM_PLOG_SNAPSHOT_BYTES_MAX >= SM_CLUSTER_SNAPSHOT_BYTES_MAX,
+               "a shipped snapshot fits in a plog snapshot file");
 
 #endif

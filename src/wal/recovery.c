@@ -76,6 +76,8 @@ static int resolve_config(struct wal_config *c)
         c->segments_max = SM_WAL_SEGMENTS_MAX;
     if (c->segments_max < 2 || c->segments_max > SM_WAL_SEGMENTS_MAX)
         return SM_E_BADARG;
+    if (c->index_start == 0)
+        c->index_start = 1;
     if (c->sync_mode != WAL_SYNC_ALWAYS && c->sync_mode != WAL_SYNC_EVERY &&
         c->sync_mode != WAL_SYNC_NEVER)
         return SM_E_BADARG;
@@ -509,7 +511,8 @@ static int check_segments(struct wal *w, struct dir_listing *l, uint8_t *buf, ui
         w->segments[i] = (struct wal_segment){l->segments[i], l->segments[i + 1] - 1, 0};
     for (uint32_t i = start; i < n; i++) {
         uint64_t first = l->segments[i];
-        uint64_t want = i == start ? snap + 1 : w->segments[i - 1].index_last + 1;
+        uint64_t floor = snap + 1 > w->config.index_start ? snap + 1 : w->config.index_start;
+        uint64_t want = i == start ? floor : w->segments[i - 1].index_last + 1;
         if (i == start ? first > want : first != want) {
             if ((rc = problem(w, l, i, 0, "gap in record indexes before this segment", rep, &n)))
                 return rc;
@@ -546,6 +549,8 @@ static int setup_tail(struct wal *w, struct wal_recovery *rep)
     const struct wal_segment *seg = w->segments_count ? &w->segments[w->segments_count - 1] : NULL;
     if (seg && seg->index_last > last)
         last = seg->index_last;
+    if (!seg && w->config.index_start - 1 > last)
+        last = w->config.index_start - 1; /* a compacted log whose segments are all gone */
     w->index_floor = snap;
     w->index_next = last + 1;
     w->index_written = w->index_durable = last;

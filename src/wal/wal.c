@@ -157,13 +157,17 @@ void wal_record_encode(uint8_t hdr[WAL_RECORD_HEADER_BYTES], const struct wal_re
 {
     ASSERT(r->type != 0);
     ASSERT(r->payload != NULL || r->len == 0);
-    put_u32(hdr, r->len);
+    ASSERT(r->head != NULL || r->head_len == 0);
+    ASSERT(r->len + (uint64_t)r->head_len <= UINT32_MAX);
+    put_u32(hdr, r->len + r->head_len);
     put_u64(hdr + 8, r->index);
     put_u64(hdr + 16, r->epoch);
     put_u64(hdr + 24, r->timestamp_us);
     memset(hdr + 32, 0, 8);
     hdr[32] = r->type;
     uint32_t crc = sm_crc32c(0, hdr + 8, WAL_RECORD_HEADER_BYTES - 8);
+    if (r->head_len)
+        crc = sm_crc32c(crc, r->head, r->head_len);
     crc = sm_crc32c(crc, r->payload, r->len);
     put_u32(hdr + 4, crc);
 }
@@ -299,11 +303,12 @@ int wal_append(struct wal *w, const struct wal_record *r)
         return w->failed;
     if (w->config.read_only)
         return SM_E_STATE;
-    if (r->type == 0 || r->index != w->index_next || (r->payload == NULL && r->len > 0))
+    if (r->type == 0 || r->index != w->index_next || (r->payload == NULL && r->len > 0) ||
+        (r->head == NULL && r->head_len > 0))
         return SM_E_BADARG;
-    if (r->len > w->config.payload_bytes_max)
+    if (r->len > w->config.payload_bytes_max || r->head_len > w->config.payload_bytes_max - r->len)
         return SM_E_TOOLARGE;
-    uint32_t need = WAL_RECORD_HEADER_BYTES + r->len;
+    uint32_t need = WAL_RECORD_HEADER_BYTES + r->head_len + r->len;
     if (need > w->config.batch_bytes - w->buf_len)
         return SM_E_BUSY;
     if (w->tail_offset + need > w->config.segment_bytes) {
@@ -327,8 +332,10 @@ int wal_append(struct wal *w, const struct wal_record *r)
     }
     uint8_t *dst = w->buf[w->buf_active] + w->buf_len;
     wal_record_encode(dst, r);
+    if (r->head_len)
+        memcpy(dst + WAL_RECORD_HEADER_BYTES, r->head, r->head_len);
     if (r->len)
-        memcpy(dst + WAL_RECORD_HEADER_BYTES, r->payload, r->len);
+        memcpy(dst + WAL_RECORD_HEADER_BYTES + r->head_len, r->payload, r->len);
     w->buf_len += need;
     w->tail_offset += need;
     w->index_next++;

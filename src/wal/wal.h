@@ -64,10 +64,18 @@ struct wal_config {
     bool preallocate;
     bool repair;    /* corruption before the tail: keep a copy, truncate, go on */
     bool read_only; /* verify: report what recovery would do, change nothing, no appends */
+    /* 0 or 1: the log starts at index 1 (or after its snapshot). Larger: an outer layer (the
+     * partition log, plog.c) deleted a prefix of segments by rules of its own; the first segment
+     * may then begin anywhere at or below index_start (a segment past it means one is missing). */
+    uint64_t index_start;
 };
 
 /* One log record. `payload` is borrowed: by wal_append for the call only; from an iterator
- * until its next call. Type 0 is never valid, so zeroed disk space never parses as a record. */
+ * until its next call. Type 0 is never valid, so zeroed disk space never parses as a record.
+ * `head` (optional, head_len bytes) is written just before the payload, as if the two were one
+ * payload of head_len + len bytes, so a layer above can prefix its own fields without copying
+ * the payload first (the partition log does). Decoding never splits them: head_len is 0 and
+ * payload holds both. */
 struct wal_record {
     uint8_t type;
     uint64_t epoch;
@@ -75,6 +83,8 @@ struct wal_record {
     uint64_t timestamp_us;
     const void *payload;
     uint32_t len;
+    const void *head;
+    uint32_t head_len;
 };
 
 /* What wal_open found and did. Paths are full paths; empty strings when not applicable. */
