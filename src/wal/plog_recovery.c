@@ -337,6 +337,8 @@ static void part_drop_upto(struct plog_part *part, uint64_t upto)
     uint32_t k = 0;
     while (k < part->entries_count && part->entries[k].index <= upto)
         free((void *)part->entries[k++].payload);
+    if (k == 0)
+        return;
     memmove(part->entries, part->entries + k, (part->entries_count - k) * sizeof *part->entries);
     part->entries_count -= k;
 }
