@@ -191,6 +191,9 @@
 /* The partition log (src/wal/plog.c), one shared log of every partition a node hosts:
  * partitions of one node, the same bound as the cluster's partitions. */
 #define SM_PLOG_PARTITIONS_MAX SM_PARTITIONS_MAX
+/* A partition's entry and snapshot indexes: 2^62, a million entries a second for 146,000 years,
+ * and far enough from 2^64 that last + 1 never wraps, whatever a damaged log says. */
+#define SM_PLOG_INDEX_MAX (1ull << 62)
 /* One entry's payload: a wal record less the 16-byte partition head in front of it. */
 #define SM_PLOG_ENTRY_BYTES_MAX (SM_WAL_RECORD_PAYLOAD_BYTES_MAX - 16)
 /* One partition snapshot file: read whole into memory at recovery, so bounded like a snapshot

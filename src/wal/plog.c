@@ -281,7 +281,8 @@ int plog_append(struct plog *l, uint32_t partition, const struct plog_entry *e)
     if (rc < 0)
         return rc;
     struct plog_pstate *ps = &l->parts[partition];
-    if (e->kind == 0 || e->index != ps->last + 1 || (e->payload == NULL && e->len > 0))
+    if (e->kind == 0 || e->index != ps->last + 1 || e->index > SM_PLOG_INDEX_MAX ||
+        (e->payload == NULL && e->len > 0))
         return SM_E_BADARG;
     if (e->len > l->config.entry_bytes_max)
         return SM_E_TOOLARGE;
@@ -366,7 +367,7 @@ int plog_snapshot(struct plog *l, uint32_t partition, const uint8_t *bytes, size
     if (rc < 0)
         return rc;
     struct plog_pstate *ps = &l->parts[partition];
-    if (index == 0 || (bytes == NULL && len > 0))
+    if (index == 0 || index > SM_PLOG_INDEX_MAX || (bytes == NULL && len > 0))
         return SM_E_BADARG;
     if (index < ps->snap_index)
         return SM_E_STATE;

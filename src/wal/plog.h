@@ -146,7 +146,8 @@ const struct plog_part *plog_recovered(const struct plog *l, uint32_t partition)
 void plog_recovered_free(struct plog *l);
 
 /* Buffers one entry of a partition (no syscall). e->index must be the partition's last index + 1
- * (after any truncation or snapshot). SM_E_BADARG: wrong partition, index or kind 0;
+ * (after any truncation or snapshot), at most SM_PLOG_INDEX_MAX. SM_E_BADARG: wrong partition,
+ * index or kind 0;
  * SM_E_TOOLARGE: payload above entry_bytes_max; SM_E_BUSY: the batch buffer is full (flush
  * first); SM_E_NOMEM; SM_E_IO (poisoned); SM_E_STATE (read-only). */
 MUST_USE int plog_append(struct plog *l, uint32_t partition, const struct plog_entry *e);
@@ -158,7 +159,8 @@ MUST_USE int plog_truncate(struct plog *l, uint32_t partition, uint64_t after_in
  * rename, directory fsync), then buffers its marker. Entries up to index are dropped; later
  * ones stay; the next append must be max(index, last) + 1. Borrows bytes. SM_E_STATE: index
  * below the partition's snapshot, or read-only; SM_E_BADARG (index 0, partition);
- * SM_E_TOOLARGE; SM_E_BUSY (batch full: flush first; the file is removed); SM_E_IO. */
+ * SM_E_TOOLARGE; SM_E_BUSY (batch full: flush first; the file is removed); SM_E_IO. Index at
+ * most SM_PLOG_INDEX_MAX. */
 MUST_USE int plog_snapshot(struct plog *l, uint32_t partition, const uint8_t *bytes, size_t len,
                            uint64_t index, uint64_t epoch, int64_t time_ms);
 

@@ -366,6 +366,9 @@ static int replay_one(struct plog *l, struct rec_part *rs, const struct wal_reco
     const uint8_t *body = pl + PLOG_HEAD_BYTES;
     uint32_t blen = r->len - PLOG_HEAD_BYTES;
     *partition = p;
+    *why = "record index above the maximum";
+    if (index > SM_PLOG_INDEX_MAX)
+        return SM_E_CORRUPT;
     *why = "record of a partition out of range";
     if (p >= l->config.partitions)
         return SM_E_CORRUPT;

@@ -411,6 +411,8 @@ Test(plog, refuses_what_does_not_follow)
     cr_assert_eq(plog_truncate(&l, 0, 5), SM_E_STATE, "below the snapshot");
     cr_assert_eq(plog_snapshot(&l, 0, b, 10, 5, 1, 0), SM_E_STATE, "an older snapshot");
     cr_assert_eq(plog_snapshot(&l, 0, b, 10, 0, 1, 0), SM_E_BADARG, "index 0");
+    cr_assert_eq(plog_snapshot(&l, 0, b, 10, SM_PLOG_INDEX_MAX + 1, 1, 0), SM_E_BADARG,
+                 "index above SM_PLOG_INDEX_MAX");
     cr_assert_eq(plog_truncate(&l, 0, 6), 0, "at the snapshot");
     e.index = 8;
     cr_assert_eq(plog_append(&l, 0, &e), SM_E_BADARG, "past a truncation");
