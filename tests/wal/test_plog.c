@@ -15,6 +15,7 @@
 #include "util/error.h"
 #include "wal/fs_faulty.h"
 #include "wal/plog.h"
+#include "wal/plog_internal.h"
 
 #define DIR   "/data"
 #define PARTS 8
@@ -470,5 +471,258 @@ Test(plog, bad_config)
     cr_assert_eq(plog_snapshot(&l, 0, b, 4, 1, 1, 0), 0);
     cr_assert_eq(plog_snapshot(&l, 0, b, 5, 1, 1, 0), SM_E_TOOLARGE);
     plog_close(&l);
+    sm_faulty_fs_free(&disk);
+}
+
+/* ---- torn tails, damage, snapshots without a durable marker, compaction -------------------- */
+
+/* Fills partitions 0..PARTS-1 with `rounds` entries each (epoch 1), synced; the model follows. */
+static void fill(struct plog *l, struct model *m, uint64_t rounds)
+{
+    for (uint64_t i = 0; i < rounds; i++)
+        for (uint32_t p = 0; p < PARTS; p++) {
+            struct op o = {
+                .type = OP_APPEND, .partition = p, .index = m->p[p].last + 1, .epoch = 1};
+            cr_assert_eq(do_op(l, &o), 0);
+            model_apply(m, &o);
+        }
+    cr_assert_eq(plog_sync(l), 0);
+}
+
+static void segment_path(char *out, uint64_t first)
+{
+    wal_segment_name(out, WAL_PATH_BYTES, DIR, first);
+}
+
+Test(plog, every_byte_offset_cut_of_the_last_records)
+{
+    disk_init(11);
+    struct plog_config c = small_config(PARTS, false);
+    c.segment_bytes = 64 * 1024;
+    c.batch_bytes = 16 * 1024;
+    struct plog l;
+    struct plog_recovery rep;
+    open_ok(&l, &c, &rep);
+    struct model *base = calloc(1, sizeof *base);
+    cr_assert(base);
+    fill(&l, base, 4);
+    /* The last records: an append, a truncation, a snapshot marker, an append after it. */
+    struct op tail[4] = {
+        {.type = OP_APPEND, .partition = 1, .index = 5, .epoch = 1},
+        {.type = OP_TRUNCATE, .partition = 2, .index = 2},
+        {.type = OP_SNAPSHOT, .partition = 3, .index = 3, .epoch = 1},
+        {.type = OP_APPEND, .partition = 2, .index = 3, .epoch = 2},
+    };
+    char path[WAL_PATH_BYTES];
+    segment_path(path, 1);
+    const uint8_t *d;
+    size_t n_before, n_after;
+    cr_assert_eq(sm_faulty_fs_get_file(&disk, path, &d, &n_before), 0);
+    char snap[WAL_PATH_BYTES];
+    for (int k = 0; k < 4; k++) {
+        if (tail[k].type == OP_SNAPSHOT)
+            plog_snapshot_name(snap, sizeof snap, DIR, 3, plog_position_next(&l));
+        cr_assert_eq(do_op(&l, &tail[k]), 0);
+    }
+    cr_assert_eq(plog_sync(&l), 0);
+    plog_close(&l);
+    size_t snap_len;
+    cr_assert_eq(sm_faulty_fs_get_file(&disk, snap, &d, &snap_len), 0);
+    uint8_t *snap_bytes_saved = malloc(snap_len);
+    cr_assert(snap_bytes_saved);
+    memcpy(snap_bytes_saved, d, snap_len);
+    cr_assert_eq(sm_faulty_fs_get_file(&disk, path, &d, &n_after), 0);
+    uint8_t *full = malloc(n_after);
+    cr_assert(full);
+    memcpy(full, d, n_after);
+    uint32_t torn = 0;
+    for (size_t cut = n_before; cut <= n_after; cut++) {
+        cr_assert_eq(sm_faulty_fs_put_file(&disk, path, full, cut), 0);
+        /* A cut before the marker makes recovery remove the file: put it back each time. */
+        cr_assert_eq(sm_faulty_fs_put_file(&disk, snap, snap_bytes_saved, snap_len), 0);
+        open_ok(&l, &c, &rep);
+        torn += rep.wal.torn;
+        struct model *m = malloc(sizeof *m);
+        cr_assert(m);
+        *m = *base;
+        match_prefix(&l, m, tail, 4);
+        if (cut == n_after)
+            cr_assert(all_equal(&l, m) && !rep.wal.torn, "the whole log");
+        free(m);
+        plog_close(&l);
+    }
+    cr_assert(torn > 0);
+    free(snap_bytes_saved);
+    free(full);
+    free(base);
+    sm_faulty_fs_free(&disk);
+}
+
+Test(plog, flipped_bits_are_refused_with_file_and_offset)
+{
+    disk_init(12);
+    struct plog_config c = small_config(PARTS, false);
+    c.segment_bytes = 64 * 1024;
+    c.batch_bytes = 16 * 1024;
+    struct plog l;
+    struct plog_recovery rep;
+    open_ok(&l, &c, &rep);
+    struct model *m = calloc(1, sizeof *m);
+    cr_assert(m);
+    fill(&l, m, 3);
+    struct op s = {.type = OP_SNAPSHOT, .partition = 0, .index = 2, .epoch = 1};
+    char snap[WAL_PATH_BYTES];
+    plog_snapshot_name(snap, sizeof snap, DIR, 0, plog_position_next(&l));
+    cr_assert_eq(do_op(&l, &s), 0);
+    fill(&l, m, 3);
+    plog_close(&l);
+    char path[WAL_PATH_BYTES];
+    segment_path(path, 1);
+    /* A bit in a record well before the tail: damage, refused with the file and offset. */
+    uint64_t bit = (WAL_SEGMENT_HEADER_BYTES + 100) * 8 + 3;
+    cr_assert_eq(sm_faulty_fs_flip_bit(&disk, path, bit), 0);
+    cr_assert_eq(plog_open(&l, &c, &rep), SM_E_CORRUPT);
+    cr_assert(rep.wal.corrupt);
+    cr_assert_str_eq(rep.wal.corrupt_path, path);
+    cr_assert(rep.wal.corrupt_offset <= WAL_SEGMENT_HEADER_BYTES + 100);
+    cr_assert_eq(sm_faulty_fs_flip_bit(&disk, path, bit), 0);
+    open_ok(&l, &c, &rep);
+    plog_close(&l);
+    /* A bit in the snapshot file: its checksum fails; refused, naming the file. */
+    cr_assert_eq(sm_faulty_fs_flip_bit(&disk, snap, (PLOG_SNAPSHOT_HEADER_BYTES + 1) * 8), 0);
+    cr_assert_eq(plog_open(&l, &c, &rep), SM_E_CORRUPT);
+    cr_assert(rep.corrupt && !rep.wal.corrupt);
+    cr_assert_str_eq(rep.corrupt_path, snap);
+    cr_assert_eq(rep.corrupt_partition, 0);
+    cr_assert_eq(sm_faulty_fs_flip_bit(&disk, snap, (PLOG_SNAPSHOT_HEADER_BYTES + 1) * 8), 0);
+    /* In its header too. */
+    cr_assert_eq(sm_faulty_fs_flip_bit(&disk, snap, 20 * 8), 0);
+    cr_assert_eq(plog_open(&l, &c, &rep), SM_E_CORRUPT);
+    cr_assert(rep.corrupt);
+    cr_assert_eq(sm_faulty_fs_flip_bit(&disk, snap, 20 * 8), 0);
+    /* Missing: the marker is durable, so the file must be there. */
+    cr_assert_eq(fs.unlink(fs.ctx, snap), 0);
+    cr_assert_eq(plog_open(&l, &c, &rep), SM_E_CORRUPT);
+    cr_assert(rep.corrupt);
+    cr_assert_str_eq(rep.corrupt_path, snap);
+    free(m);
+    sm_faulty_fs_free(&disk);
+}
+
+Test(plog, a_snapshot_without_a_durable_marker_is_removed)
+{
+    disk_init(13);
+    struct plog_config c = small_config(PARTS, false);
+    struct plog l;
+    struct plog_recovery rep;
+    open_ok(&l, &c, &rep);
+    struct model *m = calloc(1, sizeof *m);
+    cr_assert(m);
+    fill(&l, m, 3);
+    struct op s = {.type = OP_SNAPSHOT, .partition = 1, .index = 2, .epoch = 1};
+    char snap[WAL_PATH_BYTES];
+    plog_snapshot_name(snap, sizeof snap, DIR, 1, plog_position_next(&l));
+    cr_assert_eq(do_op(&l, &s), 0); /* the file is durable, its marker only buffered */
+    const uint8_t *d;
+    size_t n;
+    cr_assert_eq(sm_faulty_fs_get_file(&disk, snap, &d, &n), 0);
+    plog_close(&l);
+    sm_faulty_fs_crash(&disk);
+    open_ok(&l, &c, &rep);
+    cr_assert_eq(rep.snapshots_not_durable, 1);
+    cr_assert_eq(rep.snapshots_loaded, 0);
+    cr_assert(all_equal(&l, m), "the state before the snapshot");
+    cr_assert_eq(sm_faulty_fs_get_file(&disk, snap, &d, &n), -ENOENT);
+    /* The position is taken by the next record; a snapshot there is a new file. */
+    cr_assert_eq(do_op(&l, &s), 0);
+    model_apply(m, &s);
+    cr_assert_eq(plog_sync(&l), 0);
+    plog_close(&l);
+    sm_faulty_fs_crash(&disk);
+    open_ok(&l, &c, &rep);
+    cr_assert_eq(rep.snapshots_loaded, 1);
+    cr_assert(all_equal(&l, m));
+    plog_close(&l);
+    free(m);
+    sm_faulty_fs_free(&disk);
+}
+
+static bool segment_exists(uint64_t first)
+{
+    char path[WAL_PATH_BYTES];
+    segment_path(path, first);
+    const uint8_t *d;
+    size_t n;
+    return sm_faulty_fs_get_file(&disk, path, &d, &n) == 0;
+}
+
+Test(plog, compaction_keeps_what_a_partition_still_needs)
+{
+    disk_init(14);
+    struct plog_config c = small_config(PARTS, false);
+    c.segment_bytes = 4096;
+    c.batch_bytes = 2048;
+    struct plog l;
+    struct plog_recovery rep;
+    open_ok(&l, &c, &rep);
+    struct model *m = calloc(1, sizeof *m);
+    cr_assert(m);
+    for (uint32_t p = 0; p < PARTS; p++)
+        m->p[p].epoch = 1;
+    /* Partition 3 writes once, early, and never again: no snapshot covers it. */
+    struct op o = {.type = OP_APPEND, .partition = 3, .index = 1, .epoch = 1};
+    cr_assert_eq(do_op(&l, &o), 0);
+    model_apply(m, &o);
+    for (int round = 0; round < 40; round++)
+        for (uint32_t p = 0; p < 3; p++) {
+            o = (struct op){
+                .type = OP_APPEND, .partition = p, .index = m->p[p].last + 1, .epoch = 1};
+            if (do_op(&l, &o) == SM_E_BUSY)
+                cr_assert_eq(plog_sync(&l), 0);
+            else
+                model_apply(m, &o);
+        }
+    for (uint32_t p = 0; p < 3; p++) {
+        o = (struct op){.type = OP_SNAPSHOT, .partition = p, .index = m->p[p].last, .epoch = 1};
+        cr_assert_eq(do_op(&l, &o), 0);
+        model_apply(m, &o);
+    }
+    cr_assert(segment_exists(1));
+    uint32_t deleted;
+    cr_assert_eq(plog_compact(&l, &deleted), 0);
+    cr_assert_eq(deleted, 0, "markers not durable yet: nothing goes");
+    cr_assert_eq(plog_sync(&l), 0);
+    cr_assert_eq(plog_compact(&l, &deleted), 0);
+    cr_assert_eq(deleted, 0, "partition 3's entry pins the first segment");
+    cr_assert(segment_exists(1));
+    /* Now partition 3's snapshot covers it: everything but the last segment may go. */
+    o = (struct op){.type = OP_SNAPSHOT, .partition = 3, .index = 1, .epoch = 1};
+    cr_assert_eq(do_op(&l, &o), 0);
+    model_apply(m, &o);
+    cr_assert_eq(plog_sync(&l), 0);
+    cr_assert_eq(plog_compact(&l, &deleted), 0);
+    cr_assert(deleted > 0);
+    cr_assert(!segment_exists(1));
+    plog_close(&l);
+    open_ok(&l, &c, &rep);
+    cr_assert(rep.position_first > 1 || rep.records == 0);
+    cr_assert(all_equal(&l, m), "every partition from its snapshot file");
+    uint64_t first = l.wal.segments_count ? l.wal.segments[0].index_first : 0;
+    cr_assert(first > 1);
+    plog_close(&l);
+    /* The recorded start says the log began earlier: a segment is missing there. */
+    cr_assert_eq(plog_write_start(&fs, DIR, 1), 0);
+    cr_assert_eq(plog_open(&l, &c, &rep), SM_E_CORRUPT);
+    cr_assert(rep.wal.corrupt);
+    cr_assert_eq(plog_write_start(&fs, DIR, first), 0);
+    open_ok(&l, &c, &rep);
+    plog_close(&l);
+    char start[WAL_PATH_BYTES];
+    snprintf(start, sizeof start, "%s/%s", DIR, PLOG_START_NAME);
+    cr_assert_eq(sm_faulty_fs_flip_bit(&disk, start, 5), 0);
+    cr_assert_eq(plog_open(&l, &c, &rep), SM_E_CORRUPT, "a damaged start file");
+    cr_assert(rep.corrupt);
+    cr_assert_str_eq(rep.corrupt_path, start);
+    free(m);
     sm_faulty_fs_free(&disk);
 }
