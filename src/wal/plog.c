@@ -49,7 +49,9 @@
  *    records. The cut is the smallest such position over the partitions. So a marker is deleted
  *    only when everything before it that the snapshot does not cover was dead, and then the
  *    snapshot file alone gives the partition's state at the log start. Before unlinking, the new
- *    start goes to "plog-start" durably, so a segment missing at the start is still caught.
+ *    start goes to "plog-start" durably, so a segment missing at the start is still caught;
+ *    before that, the snapshot files a newer durable one superseded are removed, so recovery
+ *    never starts a partition from a file whose later records may be gone.
  *  - Recovery replays from the log start. A partition whose newest snapshot file's marker is
  *    before the start begins from that snapshot, and its records must follow strictly. One whose
  *    history before the start is gone otherwise (its marker is after the start, or it has none
@@ -536,11 +538,15 @@ int plog_compact(struct plog *l, uint32_t *deleted)
         if (need < cut)
             cut = need;
     }
+    /* Older snapshot files first: recovery must never start a partition from a file that a
+     * newer snapshot superseded once the segments after it may be gone. */
+    int rc = remove_superseded(l);
+    if (rc < 0)
+        return rc;
     struct wal *w = &l->wal;
     uint32_t k = 0;
     while (k + 1 < w->segments_count && w->segments[k].index_last < cut)
         k++;
-    int rc;
     if (k > 0) {
         ASSERT(w->segments[k].index_first > l->start);
         if ((rc = plog_write_start(&l->fs, l->dir, w->segments[k].index_first)) < 0)
@@ -562,5 +568,5 @@ int plog_compact(struct plog *l, uint32_t *deleted)
         if ((rc = l->fs.fsync_dir(l->fs.ctx, l->dir)) < 0)
             return plog_io_err(rc);
     }
-    return remove_superseded(l);
+    return 0;
 }

@@ -174,8 +174,8 @@ uint64_t plog_position_acked(const struct plog *l);
 /* The position the next record will take. */
 uint64_t plog_position_next(const struct plog *l);
 
-/* Deletes the oldest segments whose records every partition's durable snapshot covers (never
- * the last segment), then snapshot files a newer durable one replaced. Deletes nothing while a
+/* Deletes snapshot files a newer durable one replaced, then the oldest segments whose records
+ * every partition's durable snapshot covers (never the last segment). Deletes nothing while a
  * partition's newest marker is not durable yet (call it after a sync). Blocking. SM_E_IO,
  * SM_E_STATE (flush in flight, read-only). *deleted (may be NULL) gets the segments removed. */
 MUST_USE int plog_compact(struct plog *l, uint32_t *deleted);
