@@ -24,6 +24,8 @@ const struct cli_command cli_commands[] = {
     {"wal", "check or print a log directory (verify, dump)", cli_wal_usage, cli_wal},
     {"bench", "drive load at a node and measure it", cli_bench_usage, cli_bench},
     {"check", "prove a history against the node's final state", cli_check_usage, cli_check},
+    {"admin", "the cluster's status from etcd: nodes, partitions, primaries", cli_admin_usage,
+     cli_admin},
     {"sim", "run the seeded cluster simulator and check every run", cli_sim_usage, cli_sim},
     {NULL, NULL, NULL, NULL},
 };

@@ -9,6 +9,7 @@
  */
 #include <criterion/criterion.h>
 #include <hiredis/hiredis.h>
+#include <jansson.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -429,4 +430,132 @@ Test(cluster_procs, commands_are_routed_to_the_primary)
         }
         cr_assert_eq(status, 0, "node %d did not stop cleanly", i);
     }
+}
+
+/* Runs `shardmart admin status` with extra flags; the exit status, and its output in out. */
+static int admin_status(const char *extra, char *out, size_t cap)
+{
+    const char *const argv[] = {"admin",          "status", "--cluster", spec,
+                                "--cluster-name", name,     extra,       NULL};
+    return node_proc_run(argv, out, cap);
+}
+
+/* The partition lines of `admin status` text whose primary column is `primary`, and how many of
+ * them carry the not-live flag. Returns the number of partition lines. */
+static int admin_partitions(const char *out, const char *primary, int *led, int *flagged)
+{
+    const char *p = strstr(out, "\npartitions:\n");
+    cr_assert_not_null(p, "%s", out);
+    p = strchr(p + 13, '\n') + 1; /* the column header */
+    int lines = 0;
+    *led = *flagged = 0;
+    while (*p == ' ') {
+        unsigned part;
+        char prim[80];
+        unsigned long long epoch;
+        cr_assert_eq(sscanf(p, " %u %llu %79s", &part, &epoch, prim), 3, "bad line: %s", p);
+        const char *eol = strchr(p, '\n');
+        bool flag = false;
+        const char *f = strstr(p, "FLAG: primary not live");
+        if (f && f < eol)
+            flag = true;
+        if (strcmp(prim, primary) == 0) {
+            (*led)++;
+            *flagged += flag;
+        } else {
+            cr_assert(!flag, "a partition of a live primary is flagged: %.*s", (int)(eol - p), p);
+        }
+        lines++;
+        p = eol + 1;
+    }
+    return lines;
+}
+
+Test(cluster_procs, admin_status_shows_nodes_partitions_and_a_dead_node)
+{
+    char out[65536];
+    /* No etcd listening: a one-line error and a non-zero exit, no hang. */
+    const char *const dead[] = {"admin",        "status", "--cluster", "etcd://127.0.0.1:1",
+                                "--timeout-ms", "500",    NULL};
+    int status = node_proc_run(dead, out, sizeof out);
+    cr_assert_eq(status, 1, "%s", out);
+    cr_assert_not_null(strstr(out, "shardmart admin: cannot read etcd at etcd://127.0.0.1:1"), "%s",
+                       out);
+    cr_assert_eq(count_lines(out), 1, "%s", out);
+    /* Bad flags: exit 2. */
+    const char *const bad[] = {"admin", "status", "--cluster", spec, "--frobnicate", NULL};
+    cr_assert_eq(node_proc_run(bad, out, sizeof out), 2, "%s", out);
+    const char *const none[] = {"admin", "status", NULL};
+    cr_assert_eq(node_proc_run(none, out, sizeof out), 2, "%s", out);
+
+    /* No cluster of that name yet: a one-line error. */
+    status = admin_status("--json", out, sizeof out);
+    cr_assert_eq(status, 1, "%s", out);
+    cr_assert_not_null(strstr(out, "no cluster"), "%s", out);
+
+    for (int i = 0; i < NODES; i++)
+        start_node(i, PARTITIONS);
+    for (int i = 0; i < NODES; i++)
+        wait_ready(i, 20000);
+
+    /* Three live nodes, each reachable and ready, every partition with a live primary. */
+    cr_assert_eq(admin_status("--timeout-ms", out, sizeof out), 2, "--timeout-ms without value");
+    status = admin_status(NULL, out, sizeof out);
+    cr_assert_eq(status, 0, "%s", out);
+    cr_assert_not_null(strstr(out, "16 partitions, 3 replicas"), "%s", out);
+    cr_assert_not_null(strstr(out, "summary: 3 live nodes, 16 partitions, 0 without a live "
+                                   "primary, 0 with a shrunken ISR, 0 without a config"),
+                       "%s", out);
+    char want[64];
+    for (int i = 0; i < NODES; i++) {
+        snprintf(want, sizeof want, "127.0.0.1:%d", nodes[i].resp_port);
+        cr_assert_not_null(strstr(out, want), "node %d's client address missing: %s", i, out);
+    }
+    const char *s = out;
+    int ready = 0;
+    while ((s = strstr(s, "state=ok revision=")) != NULL) {
+        ready++;
+        s++;
+    }
+    cr_assert_eq(ready, 3, "%s", out);
+    int led, flagged;
+    cr_assert_eq(admin_partitions(out, "x", &led, &flagged), 16, "%s", out);
+
+    /* --json: one object that jansson parses, with the same counts. */
+    status = admin_status("--json", out, sizeof out);
+    cr_assert_eq(status, 0, "%s", out);
+    json_error_t jerr;
+    json_t *o = json_loads(out, 0, &jerr);
+    cr_assert_not_null(o, "%s: %s", jerr.text, out);
+    cr_assert_eq(json_integer_value(json_object_get(o, "partitions")), 16);
+    cr_assert_eq(json_array_size(json_object_get(o, "partition_configs")), 16);
+    cr_assert_eq(json_array_size(json_object_get(o, "nodes")), 3);
+    json_t *sum = json_object_get(o, "summary");
+    cr_assert_eq(json_integer_value(json_object_get(sum, "live_nodes")), 3);
+    cr_assert_eq(json_integer_value(json_object_get(sum, "no_live_primary")), 0);
+    /* The node to kill: partition 0's primary, so at least one partition loses it. */
+    json_t *p0 = json_array_get(json_object_get(o, "partition_configs"), 0);
+    int victim = atoi(json_string_value(json_object_get(p0, "primary")));
+    json_decref(o);
+    cr_assert(victim >= 0 && victim < NODES);
+
+    /* kill -9 and the lease lapses: the node is not live, its partitions are flagged. */
+    node_proc_kill(&nodes[victim]);
+    int other = (victim + 1) % NODES;
+    wait_info(other, "members:2\r\n", 15000);
+    status = admin_status(NULL, out, sizeof out);
+    cr_assert_eq(status, 0, "%s", out);
+    snprintf(want, sizeof want, "\n  %-6d ", victim);
+    const char *line = strstr(out, want);
+    cr_assert_not_null(line, "no line for node %d: %s", victim, out);
+    cr_assert_not_null(strstr(line, " no "), "node %d still live: %s", victim, out);
+    cr_assert_not_null(strstr(out, "member key gone"), "%s", out);
+    char prim[8];
+    snprintf(prim, sizeof prim, "%d", victim);
+    cr_assert_eq(admin_partitions(out, prim, &led, &flagged), 16, "%s", out);
+    cr_assert_geq(led, 1, "%s", out);
+    cr_assert_eq(flagged, led, "%s", out);
+    snprintf(want, sizeof want, "summary: 2 live nodes, 16 partitions, %d without a live", led);
+    cr_assert_not_null(strstr(out, want), "%s", out);
+    printf("cluster_procs: admin status after node %d's kill -9:\n%s", victim, out);
 }
