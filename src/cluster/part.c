@@ -534,6 +534,7 @@ static void become_primary(struct cluster_part *p, int64_t now_ms)
     for (uint32_t i = 0; i < p->peers_count; i++)
         p->peers[i].next_index = last_index(p);
     p->isr_adding = NODE_NONE;
+    p->cas_uncertain = false;
 }
 
 /* Leaves whatever role this node had for epoch (a newer one exists). */
@@ -547,6 +548,7 @@ static void step_down(struct cluster_part *p, uint64_t epoch, uint32_t leader)
     p->leader = leader;
     p->epoch_started = false;
     p->isr_adding = NODE_NONE;
+    p->cas_uncertain = false;
     p->match_verified = p->commit_index;
     p->peers_count = 0;
 }
@@ -874,6 +876,7 @@ void cluster_part_set_config(struct cluster_part *p, int64_t now_ms, const struc
     /* A CAS of ours in flight was based on an older revision: either this config is its result
      * (a replica being added is now in the ISR) or it will fail. Either way nothing is pending. */
     p->cas_inflight = false;
+    p->cas_uncertain = false;
     p->isr_adding = NODE_NONE;
     if (c->epoch < p->epoch)
         return; /* a message told us of a newer epoch already; its config will follow */
@@ -911,7 +914,10 @@ void cluster_part_cas_failed(struct cluster_part *p, int64_t now_ms)
 {
     p->now_ms = now_ms;
     p->cas_inflight = false;
-    p->isr_adding = NODE_NONE;
+    /* After a lost answer, a failed retry may mean that the first attempt applied: keep
+     * counting the replica being added until a newer config tells (see cluster_part_tick). */
+    if (!p->cas_uncertain)
+        p->isr_adding = NODE_NONE;
 }
 
 void cluster_part_persisted(struct cluster_part *p, int64_t now_ms, uint64_t index, uint64_t epoch)
@@ -962,9 +968,19 @@ void cluster_part_tick(struct cluster_part *p, int64_t now_ms)
 {
     p->now_ms = now_ms;
     if (p->cas_inflight && now_ms - p->cas_sent_ms >= 4 * p->cfg.lag_timeout_ms) {
-        /* the request or its answer was lost: the config says what happened; ask again */
+        /* The request or its answer was lost: only a config newer than the CAS's base says
+         * what happened. An ISR add may have applied in the control plane, and the controller
+         * may then pick that replica, so it stays counted for commit until such a config
+         * arrives (forgetting it let a cut-off primary commit alone: simulator seed 2104).
+         * The same CAS is asked again; a shrink or an epoch bump is asked again by the usual
+         * paths once nothing is in flight. */
         p->cas_inflight = false;
-        p->isr_adding = NODE_NONE;
+        if (p->isr_adding != NODE_NONE && p->role == CLUSTER_ROLE_PRIMARY) {
+            p->cas_uncertain = true;
+            cas_isr(p, p->isr_adding, true);
+        } else {
+            p->isr_adding = NODE_NONE;
+        }
     }
     if (p->role == CLUSTER_ROLE_PRIMARY && p->epoch_started) {
         if (p->cfg.tick_ms > 0 && now_ms - p->last_tick_ms >= p->cfg.tick_ms &&

@@ -191,6 +191,8 @@ struct cluster_part {
     bool cas_inflight;
     int64_t cas_sent_ms; /* a CAS unanswered for 4 lag timeouts is taken as lost */
     uint32_t isr_adding; /* a replica being added to the ISR (counted for commit), or UINT32_MAX */
+    bool cas_uncertain;  /* an add's CAS got no answer: it may have applied; until a newer
+                            config arrives, isr_adding stays counted even if a retry fails */
     int64_t now_ms;
 
     struct cluster_peer peers[SM_REPLICAS_MAX];

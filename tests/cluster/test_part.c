@@ -290,3 +290,49 @@ Test(cluster_part, a_full_pending_queue_is_busy_not_an_abort)
     cr_assert(busy, "the log (64 entries) fills before 300 proposals");
     h_free(&h);
 }
+
+/* Simulator seed 2104: the primary asks to add a caught-up replica back to the ISR and counts it
+ * for commit; the CAS applies in the control plane, but the answer and the watch event never
+ * reach the primary. The replica is in the ISR as far as the controller knows (it may be the
+ * next primary), so the primary must keep counting it: a timed-out CAS, and a failed retry of
+ * it, prove nothing about whether the first attempt applied. */
+Test(cluster_part, a_lost_answer_to_an_isr_add_keeps_the_replica_counted_for_commit)
+{
+    static struct harness h;
+    h_init(&h, 3);
+    create_sku(&h, 0, 1, "r1", 10);
+    h_settle(&h);
+    /* node 2 lags, leaves the ISR, then catches up and is asked back in */
+    h_isolate(&h, 2, true);
+    adjust(&h, 0, 2, "r2", 1);
+    h_advance(&h, 150);
+    cr_assert(h_apply_cas(&h, 0));
+    h_settle(&h);
+    cr_assert_not_null(h_find_reply(&h, 2));
+    h_isolate(&h, 2, false);
+    h_advance(&h, 100);
+    cr_assert(h.nodes[0].cas_wanted);
+    cr_assert(cluster_config_has_isr(&h.nodes[0].cas, 2));
+    /* the control plane applies the add; nobody hears of it */
+    h.config = h.nodes[0].cas;
+    h.config.revision++;
+    h.nodes[0].cas_wanted = false;
+    /* node 2 is cut off again before it gets the next write */
+    h_isolate(&h, 2, true);
+    adjust(&h, 0, 3, "r3", 1);
+    h_advance(&h, 4 * 100 + 50); /* past the CAS's timeout */
+    cr_assert_null(h_find_reply(&h, 3), "committed without a member of the ISR");
+    cr_assert(h.nodes[0].cas_wanted, "the add is asked again");
+    cr_assert_not(h_apply_cas(&h, 0), "the retry fails: the revision moved");
+    h_advance(&h, 50);
+    cr_assert_null(h_find_reply(&h, 3), "a failed retry proves nothing");
+    /* the config finally arrives; node 2 comes back; the write commits on the whole ISR */
+    h_publish(&h);
+    h_isolate(&h, 2, false);
+    h_advance(&h, 100);
+    const struct h_reply *r = h_find_reply(&h, 3);
+    cr_assert_not_null(r);
+    cr_assert_not(r->dropped);
+    cr_assert(h_same_state(&h, 0, 2));
+    h_free(&h);
+}
