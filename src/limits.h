@@ -260,6 +260,33 @@
  * proposal is refused with BUSY instead of queueing without bound. */
 #define SM_CLUSTER_PENDING_MAX 65536
 
+/* ---- transport between nodes (src/server/peer.c) ------------------------------------------ */
+
+/* One message a peer_net carries (its config's message_bytes_max is at most this): a snapshot
+ * travels in one message (SM_CLUSTER_SNAPSHOT_BYTES_MAX) plus room for its header. Reading a
+ * frame needs a buffer this large, so the bound is what a hostile length can make a node allocate
+ * per connection. */
+#define SM_PEER_MESSAGE_BYTES_MAX (SM_CLUSTER_SNAPSHOT_BYTES_MAX + 64 * 1024)
+/* Bytes queued for one peer and not yet written (frames included): 16 MiB by default, four full
+ * cluster messages, enough to ride out a reconnect at replication rates; past it a send is refused
+ * with BUSY and counted (the cluster protocol retransmits). The maximum is 1 GiB per peer. */
+#define SM_PEER_QUEUE_BYTES_DEFAULT (16 * 1024 * 1024)
+#define SM_PEER_QUEUE_BYTES_MAX     (1024 * 1024 * 1024)
+/* Connections accepted from other nodes at once (finished handshakes or not): a few per node of
+ * a large cluster; past it a new one is closed at once, so a flood cannot exhaust descriptors. */
+#define SM_PEER_INBOUND_MAX 1024
+/* A connection that has not finished its handshake (TCP connect included) this long after it
+ * started is closed: a black-holed address or a silent client must not hold a slot. */
+#define SM_PEER_HANDSHAKE_TIMEOUT_MS 5000
+/* Reconnect backoff: the delay doubles from the minimum to the maximum after each failure and
+ * resets after a handshake. 1 ms .. 1 hour; the defaults are 50 ms and 2 s (a restarted node is
+ * found within about 2 s, and a dead one costs one connect attempt per 2 s). */
+#define SM_PEER_RECONNECT_MS_MAX         (60LL * 60 * 1000)
+#define SM_PEER_RECONNECT_MIN_MS_DEFAULT 50
+#define SM_PEER_RECONNECT_MAX_MS_DEFAULT 2000
+/* A host name for peer_net_set_address: a numeric IPv4 or IPv6 address, as text. */
+#define SM_PEER_HOST_BYTES_MAX 64
+
 _Static_assert(SM_KEY_BYTES_MAX < SM_REQUEST_BYTES_MAX, "a key must fit in a request");
 _Static_assert(2 * SM_ORDER_ITEMS_MAX + 32 <= SM_REQUEST_ARGS_MAX,
                "a full order must fit in one command");
@@ -297,6 +324,16 @@ _Static_assert(SM_CLUSTER_MSG_BYTES_MAX >= SM_CLUSTER_MSG_ENTRIES_MAX * 16 + 64 
                    SM_CLUSTER_MSG_BYTES_MAX > SM_ENGINE_RECORD_BYTES_MAX + 1024,
                "a message holds the largest record");
 _Static_assert(SM_REPLICAS_MAX <= 8, "a replica set fits in a byte of flags");
+_Static_assert(SM_PEER_MESSAGE_BYTES_MAX >= SM_CLUSTER_MSG_BYTES_MAX &&
+                   SM_PEER_MESSAGE_BYTES_MAX > SM_CLUSTER_SNAPSHOT_BYTES_MAX &&
+                   SM_PEER_MESSAGE_BYTES_MAX < 0xFFFFFFFFu - 64,
+               "a peer frame holds any cluster message and its length fits in 32 bits");
+_Static_assert(SM_PEER_QUEUE_BYTES_DEFAULT > SM_CLUSTER_MSG_BYTES_MAX + 64 &&
+                   SM_PEER_QUEUE_BYTES_MAX > SM_PEER_MESSAGE_BYTES_MAX + 64,
+               "a queue holds the largest message it may be given");
+_Static_assert(SM_PEER_RECONNECT_MIN_MS_DEFAULT <= SM_PEER_RECONNECT_MAX_MS_DEFAULT &&
+                   SM_PEER_RECONNECT_MAX_MS_DEFAULT <= SM_PEER_RECONNECT_MS_MAX,
+               "default backoff within bounds");
 
 _Static_assert(SM_PLOG_ENTRY_BYTES_MAX >= SM_REQUEST_BYTES_MAX, "a request fits in a plog entry");
 _Static_assert(SM_PLOG_SNAPSHOT_BYTES_MAX >= SM_CLUSTER_SNAPSHOT_BYTES_MAX,
