@@ -36,8 +36,6 @@
 /* An input buffer's first size, and what a grown buffer shrinks back to. */
 #define BUF_START_BYTES (64 * 1024)
 #define BUF_KEEP_BYTES  (4 * 1024 * 1024)
-/* How often handshake deadlines are checked. */
-#define SWEEP_MS (SM_PEER_HANDSHAKE_TIMEOUT_MS / 5)
 /* TCP keepalive: a peer whose machine vanished is noticed even when nothing is being sent. */
 #define KEEPALIVE_S 10
 
@@ -354,7 +352,10 @@ static const char *hello_check(const struct peer_net *n, const struct peer_hello
     }
     if (c->outbound ? h->from_node != c->node
                     : h->from_node == n->cfg.self_node || h->from_node >= SM_CLUSTER_NODES_MAX) {
-        snprintf(why, cap, "wrong node id %u", h->from_node);
+        if (c->outbound)
+            snprintf(why, cap, "answered as node %u, not node %u", h->from_node, c->node);
+        else
+            snprintf(why, cap, "wrong node id %u", h->from_node);
         return why;
     }
     return NULL;
@@ -622,8 +623,9 @@ static void on_connection(uv_stream_t *listener, int status)
         conn_close(c, NULL);
         return;
     }
-    if (n->stats.inbound_connections > SM_PEER_INBOUND_MAX) {
-        conn_close(c, "refused: too many inbound connections (SM_PEER_INBOUND_MAX)");
+    if (n->stats.inbound_connections > n->cfg.inbound_max) {
+        n->stats.connections_refused++;
+        conn_close(c, "refused: too many inbound connections (inbound_max)");
         return;
     }
     conn_start_reading(c);
@@ -638,9 +640,12 @@ static void on_sweep(uv_timer_t *t)
         next = c->next;
         /* Only connections without a handshake are closed here, and closing one calls nothing
          * back, so `next` stays on the list. */
-        if (c->state != CONN_READY && now - c->started_ms >= SM_PEER_HANDSHAKE_TIMEOUT_MS)
+        if (c->state != CONN_READY &&
+            now - c->started_ms >= (uint64_t)n->cfg.handshake_timeout_ms) {
+            n->stats.handshakes_timed_out++;
             conn_close(c,
                        c->state == CONN_CONNECTING && c->outbound ? NULL : "handshake timed out");
+        }
     }
 }
 
@@ -657,6 +662,10 @@ void peer_net_config_defaults(struct peer_net_config *cfg)
         cfg->reconnect_min_ms = SM_PEER_RECONNECT_MIN_MS_DEFAULT;
     if (cfg->reconnect_max_ms == 0)
         cfg->reconnect_max_ms = SM_PEER_RECONNECT_MAX_MS_DEFAULT;
+    if (cfg->inbound_max == 0)
+        cfg->inbound_max = SM_PEER_INBOUND_MAX;
+    if (cfg->handshake_timeout_ms == 0)
+        cfg->handshake_timeout_ms = SM_PEER_HANDSHAKE_TIMEOUT_MS;
 }
 
 static int config_check(const struct peer_net_config *c)
@@ -670,6 +679,9 @@ static int config_check(const struct peer_net_config *c)
         return SM_E_BADARG;
     if (c->reconnect_min_ms < 1 || c->reconnect_max_ms < c->reconnect_min_ms ||
         c->reconnect_max_ms > SM_PEER_RECONNECT_MS_MAX)
+        return SM_E_BADARG;
+    if (c->inbound_max > SM_PEER_INBOUND_MAX || c->handshake_timeout_ms < 10 ||
+        c->handshake_timeout_ms > SM_PEER_RECONNECT_MS_MAX)
         return SM_E_BADARG;
     struct sockaddr_storage sa;
     return parse_addr(c->bind_host, 0, &sa);
@@ -725,7 +737,9 @@ int peer_net_start(struct peer_net **out, const struct peer_net_config *cfg)
     net_handle_init(n, (uv_handle_t *)&n->flush_idle);
     uv_timer_init(c.loop, &n->sweep_timer);
     net_handle_init(n, (uv_handle_t *)&n->sweep_timer);
-    uv_timer_start(&n->sweep_timer, on_sweep, SWEEP_MS, SWEEP_MS);
+    /* Deadlines are checked five times per timeout: a connection lives at most 1.2 times it. */
+    uint64_t sweep_ms = (uint64_t)c.handshake_timeout_ms / 5;
+    uv_timer_start(&n->sweep_timer, on_sweep, sweep_ms, sweep_ms);
     uv_unref((uv_handle_t *)&n->sweep_timer);
     *out = n;
     return 0;

@@ -44,20 +44,27 @@ struct peer_net_config {
     size_t queue_bytes_max;   /* per peer, frames included; 0 = SM_PEER_QUEUE_BYTES_DEFAULT */
     size_t message_bytes_max; /* 0 = SM_CLUSTER_MSG_BYTES_MAX; at most SM_PEER_MESSAGE_BYTES_MAX */
     int64_t reconnect_min_ms, reconnect_max_ms; /* backoff; 0 = the defaults in limits.h */
-    peer_message_fn on_message;                 /* required */
-    peer_state_fn on_state;                     /* NULL = not told */
-    void *ctx;                                  /* passed to both callbacks */
+    /* Additions to the original contract (0 = the default in limits.h): inbound connections at
+     * once (at most SM_PEER_INBOUND_MAX), and how long a connection may take to finish its
+     * handshake (TCP connect included; 10 ms .. SM_PEER_RECONNECT_MS_MAX). */
+    uint32_t inbound_max;
+    int64_t handshake_timeout_ms;
+    peer_message_fn on_message; /* required */
+    peer_state_fn on_state;     /* NULL = not told */
+    void *ctx;                  /* passed to both callbacks */
 };
 
 /* Counters for /metrics. Since peer_net_start; bytes count frames (headers included). */
 struct peer_net_stats {
     uint64_t bytes_in, bytes_out;
     uint64_t messages_in, messages_out; /* out = handed to the kernel in a completed write */
-    uint64_t messages_dropped;   /* refused with BUSY, or lost in a failed write, or forgotten */
-    uint64_t reconnects;         /* outbound connection attempts after a failure or a close */
-    uint64_t handshakes_refused; /* wrong cluster id, node id or version, either direction */
-    uint64_t frames_refused;     /* bad magic, CRC or length: the connection was closed */
-    uint32_t peers_connected;    /* outbound connections past their handshake now */
+    uint64_t messages_dropped;    /* refused with BUSY, or lost in a failed write, or forgotten */
+    uint64_t reconnects;          /* outbound connection attempts after a failure or a close */
+    uint64_t handshakes_refused;  /* wrong cluster id, node id or version, either direction */
+    uint64_t frames_refused;      /* bad magic, CRC or length: the connection was closed */
+    uint64_t connections_refused; /* inbound ones over inbound_max */
+    uint64_t handshakes_timed_out;
+    uint32_t peers_connected; /* outbound connections past their handshake now */
     uint32_t inbound_connections;
 };
 
@@ -68,12 +75,14 @@ struct peer_stats {
     uint64_t bytes_out, messages_out, messages_dropped, reconnects;
 };
 
-/* Fills every 0 field of cfg with its default (queue, message size, backoff). */
+/* Fills every 0 field of cfg with its default (queue, message size, backoff, inbound
+ * connections, handshake timeout). */
 void peer_net_config_defaults(struct peer_net_config *cfg);
 
 /* Starts listening. *out is owned by the caller until peer_net_stop. Errors (nothing is left
  * behind, nothing is called back): SM_E_BADARG for a config out of bounds (node id, sizes,
- * backoff, a queue smaller than one largest frame, no on_message, a bad bind address),
+ * backoff, inbound_max, handshake timeout, a queue smaller than one largest frame, no on_message,
+ * a bad bind address),
  * SM_E_IO when the port cannot be bound (a one-line reason is printed to stderr), SM_E_NOMEM. */
 MUST_USE int peer_net_start(struct peer_net **out, const struct peer_net_config *cfg);
 

@@ -389,6 +389,19 @@ Test(peer, bad_frames_close_the_connection_and_deliver_nothing)
     loop_teardown(n, 2);
 }
 
+static bool fd_eof(void *arg)
+{
+    int fd = *(int *)arg;
+    uint8_t b[64];
+    for (;;) {
+        ssize_t r = recv(fd, b, sizeof b, MSG_DONTWAIT);
+        if (r == 0 || (r < 0 && errno == ECONNRESET))
+            return true;
+        if (r < 0)
+            return false;
+    }
+}
+
 struct accept_goal {
     int listen_fd;
     int fd;
@@ -430,6 +443,44 @@ static int fake_node2_answers(int listen_fd, uint32_t as_node)
     uint8_t out[sizeof in];
     raw_write(a.fd, out, hello_bytes(out, CLUSTER, as_node, 1));
     return a.fd;
+}
+
+Test(peer, inbound_limit_and_handshake_timeout)
+{
+    loop_setup();
+    struct node n[1] = {0};
+    n[0].id = 2;
+    struct peer_net_config cfg;
+    config_for(&cfg, &n[0], 0);
+    cfg.inbound_max = 2;
+    cfg.handshake_timeout_ms = 200;
+    node_start_cfg(&n[0], &cfg);
+    /* Three silent connections: the third is over the limit and closed at once. */
+    int fds[3];
+    for (int i = 0; i < 3; i++)
+        fds[i] = raw_connect(n[0].port);
+    wait_for(fd_eof, &fds[2], "the third connection to be refused");
+    struct peer_net_stats st;
+    peer_net_stats(n[0].net, &st);
+    cr_assert_eq(st.connections_refused, 1);
+    cr_assert_eq(st.handshakes_timed_out, 0);
+    /* The other two never say hello: closed after the handshake timeout. */
+    wait_for(fd_eof, &fds[0], "the handshake timeout");
+    wait_for(fd_eof, &fds[1], "the handshake timeout");
+    peer_net_stats(n[0].net, &st);
+    cr_assert_eq(st.handshakes_timed_out, 2);
+    cr_assert_eq(st.inbound_connections, 0);
+    for (int i = 0; i < 3; i++)
+        close(fds[i]);
+    /* Slots are free again: a proper handshake is answered. */
+    int fd = raw_connect(n[0].port);
+    uint8_t b[PEER_FRAME_HEADER_BYTES + PEER_HELLO_BYTES], expect[sizeof b];
+    raw_write(fd, b, hello_bytes(b, CLUSTER, 1, 2));
+    struct read_goal r = {fd, b, 0, sizeof b};
+    wait_for(read_enough, &r, "the answer");
+    cr_assert_arr_eq(b, expect, hello_bytes(expect, CLUSTER, 2, 1));
+    close(fd);
+    loop_teardown(n, 1);
 }
 
 Test(peer, connector_checks_the_answer)
@@ -684,6 +735,12 @@ Test(peer, bad_arguments)
     cr_assert_eq(peer_net_start(&net, &cfg), SM_E_BADARG);
     config_for(&cfg, &n[0], 0);
     cfg.reconnect_max_ms = SM_PEER_RECONNECT_MS_MAX + 1;
+    cr_assert_eq(peer_net_start(&net, &cfg), SM_E_BADARG);
+    config_for(&cfg, &n[0], 0);
+    cfg.inbound_max = SM_PEER_INBOUND_MAX + 1;
+    cr_assert_eq(peer_net_start(&net, &cfg), SM_E_BADARG);
+    config_for(&cfg, &n[0], 0);
+    cfg.handshake_timeout_ms = 9;
     cr_assert_eq(peer_net_start(&net, &cfg), SM_E_BADARG);
     config_for(&cfg, &n[0], 0);
     cfg.bind_host = "localhost";
