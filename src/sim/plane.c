@@ -255,7 +255,19 @@ static void set_controller_role(struct sim_node *n)
         cluster_controller_reset(&n->ctl);
 }
 
-/* One directory entry from a load or the watch, into the node's view. */
+/* A partition's config, from a load, the watch or a CAS's answer, into the node's view (an older
+ * revision than the one it holds comes late: the watch after a CAS answer). */
+static void node_partition(struct sim_world *w, struct sim_node *n, uint32_t p,
+                           const struct cluster_config *c)
+{
+    if (c->revision < n->configs[p].revision)
+        return;
+    n->configs[p] = *c;
+    if (n->loaded)
+        sim_node_config(w, n, p, c);
+}
+
+/* One directory entry from a load, the watch or a CAS's answer, into the node's view. */
 static void node_entry(struct sim_world *w, struct sim_node *n, const struct sm_coord_kv *kv,
                        bool deleted)
 {
@@ -273,11 +285,8 @@ static void node_entry(struct sim_world *w, struct sim_node *n, const struct sm_
     }
     case SM_COORD_ENTRY_PARTITION: {
         struct cluster_config c;
-        if (deleted || !record_to_config(w, &en.partition, &c))
-            return;
-        n->configs[en.partition.partition] = c;
-        if (n->loaded)
-            sim_node_config(w, n, en.partition.partition, &c);
+        if (!deleted && record_to_config(w, &en.partition, &c))
+            node_partition(w, n, en.partition.partition, &c);
         return;
     }
     case SM_COORD_ENTRY_CONTROLLER:
@@ -340,11 +349,20 @@ static void node_cas_result(struct sim_world *w, struct sim_node *n, uint32_t i,
         sim_trace(w, "n%u: CAS of p%u: %s", n->id, c.part, r->message);
         return;
     }
-    if (!r->succeeded) {
-        sim_trace(w, "n%u: CAS of p%u refused (the config moved on)", n->id, c.part);
-        if (c.from_part)
-            cluster_part_cas_failed(&n->parts[c.part], sim_node_now(n));
+    if (r->succeeded) {
+        /* The answer says what the store holds now: what the CAS wrote, at its revision. */
+        struct cluster_config now = c.config;
+        now.revision = (uint64_t)r->revision;
+        node_partition(w, n, c.part, &now);
+        return;
     }
+    sim_trace(w, "n%u: CAS of p%u refused (the config moved on)", n->id, c.part);
+    /* The refusal carries the current config (the CAS's else-branch reads it): the node learns
+     * it now, before the watch brings it. */
+    for (size_t k = 0; k < r->kvs_count && !w->violated; k++)
+        node_entry(w, n, &r->kvs[k], false);
+    if (c.from_part)
+        cluster_part_cas_failed(&n->parts[c.part], sim_node_now(n));
 }
 
 /* A result reaches the node. */
@@ -437,7 +455,8 @@ void sim_plane_cas(struct sim_world *w, struct sim_node *n, const struct cluster
     }
     if (n->cas_count == SIM_CAS_INFLIGHT_MAX)
         return; /* not tracked: its answer is ignored, the watch still shows its effect */
-    n->cas[n->cas_count++] = (struct sim_cas){.id = id, .part = part, .from_part = from_part};
+    n->cas[n->cas_count++] =
+        (struct sim_cas){.id = id, .part = part, .from_part = from_part, .config = *c};
 }
 
 /* ---- transport ----------------------------------------------------------------------------- */

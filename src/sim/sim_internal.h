@@ -101,6 +101,7 @@ struct sim_cas {
     uint64_t id;
     uint32_t part;
     bool from_part;
+    struct cluster_config config; /* what it writes if it applies */
 };
 
 #define SIM_CAS_INFLIGHT_MAX 32
