@@ -42,6 +42,29 @@ static uint64_t legs_all(uint8_t n)
     return n == 64 ? ~0ULL : LEG_BIT(n) - 1;
 }
 
+/*
+ * Attempts. A transaction aborted by the prepare timeout may be started again by the client's
+ * retry with the same request id (node_txn_run). Its legs then carry new numbers: attempt k
+ * numbers its legs k * legs_count .. k * legs_count + legs_count - 1 on the wire, so every leg
+ * row, hold and derived request id of the new attempt is new, while the old attempt's legs stay
+ * aborted (and a late message of the old attempt is told abort). The attempt lives in the
+ * coordinator row's peer field, which a coordinator does not otherwise use.
+ */
+static uint8_t wire_leg(const struct txn_row *r, uint8_t i)
+{
+    ASSERT(i < r->legs_count && (r->peer + 1) * r->legs_count <= SM_TXN_LEGS_MAX);
+    return (uint8_t)(r->peer * r->legs_count + i);
+}
+
+/* The leg index of a message's wire leg in the row's current attempt; false for another. */
+static bool leg_of_wire(const struct txn_row *r, uint8_t wire, uint8_t *i)
+{
+    if (r->legs_count == 0 || wire / r->legs_count != r->peer)
+        return false;
+    *i = wire % r->legs_count;
+    return true;
+}
+
 /* ---- messages ------------------------------------------------------------------------------ */
 
 int txn_msg_encode(const struct txn_msg *m, struct sm_wbuf *w)
@@ -308,6 +331,7 @@ static bool is_hold_prepare(uint8_t type)
 struct txn_leg {
     uint32_t partition;
     int64_t query_after_ms;
+    char hold_key[TXN_ID_BYTES + 8]; /* a hold's txid after a restart: "<txid>/<attempt>" */
     struct engine_cmd cmd;
     char rid[TXN_RID_BYTES];
 };
@@ -347,7 +371,7 @@ static void leg_of(const struct store *s, uint32_t p, const struct txn_row *r, u
     int rc = engine_decode(r->cmd, r->cmd_len, &c);
     ASSERT(rc == 0); /* the row's record decoded when the row was made */
     memset(l, 0, offsetof(struct txn_leg, cmd) + offsetof(struct engine_cmd, items));
-    leg_rid(r->txid, leg, 'p', l->rid, &l->cmd.request_id);
+    leg_rid(r->txid, wire_leg(r, leg), 'p', l->rid, &l->cmd.request_id);
     if (c.type == ENGINE_ORDER_PLACE) {
         uint32_t parts[SM_TXN_LEGS_MAX];
         uint8_t n = order_parts(s, p, &c, parts);
@@ -358,6 +382,14 @@ static void leg_of(const struct store *s, uint32_t p, const struct txn_row *r, u
          * limits of the items it holds (and gives them back if the hold is aborted). */
         l->cmd.type = ENGINE_HOLD_PREPARE_USER;
         l->cmd.key = (struct engine_key){r->txid, TXN_ID_BYTES};
+        if (r->peer > 0) {
+            /* The first attempt's holds stay aborted under the txid: a new one needs a new id.
+             * (A refund that finds no leg row, long after, looks for the first attempt's.) */
+            int key_len = snprintf(l->hold_key, sizeof l->hold_key, "%.*s/%u", TXN_ID_BYTES,
+                                   (const char *)r->txid, r->peer);
+            ASSERT(key_len > 0 && (size_t)key_len < sizeof l->hold_key);
+            l->cmd.key = (struct engine_key){(const uint8_t *)l->hold_key, (size_t)key_len};
+        }
         l->cmd.key2 = c.key2;
         l->cmd.num = SM_ENGINE_TTL_MS_MAX;
         l->cmd.items_count = 0;
@@ -387,7 +419,7 @@ static void send_prepare(struct store *s, uint32_t p, struct txn_row *r, uint8_t
     struct txn_msg m = {.type = TXN_MSG_PREPARE,
                         .from = p,
                         .to = l.partition,
-                        .leg = leg,
+                        .leg = wire_leg(r, leg),
                         .query_after_ms = l.query_after_ms,
                         .cmd = s->txn_scratch,
                         .cmd_len = len};
@@ -415,7 +447,8 @@ static void send_decisions(struct store *s, uint32_t p, struct txn_row *r)
 {
     for (uint8_t i = 0; i < r->legs_count; i++)
         if (!(r->acked & LEG_BIT(i)))
-            send_simple(s, TXN_MSG_DECIDE, p, leg_partition(s, p, r, i), r->txid, i, r->confirm);
+            send_simple(s, TXN_MSG_DECIDE, p, leg_partition(s, p, r, i), r->txid, wire_leg(r, i),
+                        r->confirm);
 }
 
 /* ---- coordinator --------------------------------------------------------------------------- */
@@ -469,9 +502,10 @@ static void send_refunds(struct store *s, uint32_t p, struct txn_row *r)
     for (uint8_t i = 0; i < r->legs_count; i++) {
         uint32_t q = leg_partition(s, p, r, i);
         if (!(r->acked & LEG_BIT(i)))
-            send_simple(s, TXN_MSG_DECIDE, p, q, r->txid, i, true);
+            send_simple(s, TXN_MSG_DECIDE, p, q, r->txid, wire_leg(r, i), true);
         if (!(r->voted & LEG_BIT(i)))
-            send_simple(s, TXN_MSG_REFUND, p, q, r->txid, i, r->state == TXN_REFUNDING_RESTOCK);
+            send_simple(s, TXN_MSG_REFUND, p, q, r->txid, wire_leg(r, i),
+                        r->state == TXN_REFUNDING_RESTOCK);
     }
 }
 
@@ -613,6 +647,26 @@ static bool begin_pay(struct store *s, uint32_t p, struct txn_row *r, const stru
     return true;
 }
 
+bool txn_restartable(const struct txn_row *r)
+{
+    return r->role == TXN_ROLE_COORD && r->state == TXN_DONE && r->err == SM_E_TRYAGAIN &&
+           r->legs_count > 0 && ((uint32_t)r->peer + 2) * r->legs_count <= SM_TXN_LEGS_MAX;
+}
+
+/* A timed-out transaction whose abort every leg acknowledged begins its next attempt. */
+static void restart(struct txn_row *r)
+{
+    ASSERT(txn_restartable(r));
+    r->peer++;
+    r->voted = 0;
+    r->acked = 0;
+    r->confirm = false;
+    r->cents = 0;
+    r->amount = 0;
+    r->done_index = 0;
+    set_outcome(r, 0, NULL, 0);
+}
+
 static int apply_begin(struct store *s, uint32_t p, uint64_t index, int64_t now_ms,
                        const uint8_t *rec, size_t len)
 {
@@ -625,14 +679,19 @@ static int apply_begin(struct store *s, uint32_t p, uint64_t index, int64_t now_
         return SM_E_CORRUPT;
     uint8_t txid[TXN_ID_BYTES];
     txn_id_of(&c, p, txid);
-    if (find(s, p, txid, TXN_ROLE_COORD, 0))
+    struct txn_row *r = find(s, p, txid, TXN_ROLE_COORD, 0);
+    if (r == NULL) {
+        r = row_new(s, p);
+        if (!r || !row_set_cmd(r, rec, len))
+            return 0; /* no row: the node answers -BUSY */
+        memcpy(r->txid, txid, TXN_ID_BYTES);
+        r->role = TXN_ROLE_COORD;
+        row_index(s, p, r);
+    } else if (txn_restartable(r) && r->cmd_len == len && memcmp(r->cmd, rec, len) == 0) {
+        restart(r);
+    } else {
         return 0; /* a retry logged in the same batch: it waits on the first */
-    struct txn_row *r = row_new(s, p);
-    if (!r || !row_set_cmd(r, rec, len))
-        return 0; /* no row: the node answers -BUSY */
-    memcpy(r->txid, txid, TXN_ID_BYTES);
-    r->role = TXN_ROLE_COORD;
-    row_index(s, p, r);
+    }
     r->state = TXN_PREPARING;
     r->kind = (uint8_t)c.type;
     r->waiter_id = index;
@@ -666,9 +725,10 @@ static void on_vote(struct store *s, uint32_t p, const struct txn_msg *m, uint64
                     int64_t now_ms)
 {
     struct txn_row *r = find(s, p, m->txid, TXN_ROLE_COORD, 0);
-    if (!r || r->state != TXN_PREPARING || m->leg >= r->legs_count || (r->voted & LEG_BIT(m->leg)))
-        return; /* late or repeated: the row has moved on */
-    r->voted |= LEG_BIT(m->leg);
+    uint8_t i = 0;
+    if (!r || r->state != TXN_PREPARING || !leg_of_wire(r, m->leg, &i) || (r->voted & LEG_BIT(i)))
+        return; /* late, repeated or of an earlier attempt: the row has moved on */
+    r->voted |= LEG_BIT(i);
     if (!m->yes) {
         abort_with(s, p, r, m->err, m->msg, m->msg_len, index, now_ms);
         return;
@@ -685,10 +745,11 @@ static void on_vote(struct store *s, uint32_t p, const struct txn_msg *m, uint64
 static void on_ack(struct store *s, uint32_t p, const struct txn_msg *m, uint64_t index)
 {
     struct txn_row *r = find(s, p, m->txid, TXN_ROLE_COORD, 0);
-    if (!r || m->leg >= r->legs_count ||
+    uint8_t i = 0;
+    if (!r || !leg_of_wire(r, m->leg, &i) ||
         !(r->state == TXN_CONFIRMING || r->state == TXN_RELEASING || refunding(r)))
         return;
-    r->acked |= LEG_BIT(m->leg);
+    r->acked |= LEG_BIT(i);
     finish_if_acked(r, index);
     finish_refund_if_acked(r, index);
 }
@@ -696,23 +757,26 @@ static void on_ack(struct store *s, uint32_t p, const struct txn_msg *m, uint64_
 static void on_refund_ack(struct store *s, uint32_t p, const struct txn_msg *m, uint64_t index)
 {
     struct txn_row *r = find(s, p, m->txid, TXN_ROLE_COORD, 0);
-    if (!r || m->leg >= r->legs_count || !refunding(r))
+    uint8_t i = 0;
+    if (!r || !leg_of_wire(r, m->leg, &i) || !refunding(r))
         return;
-    r->voted |= LEG_BIT(m->leg);
+    r->voted |= LEG_BIT(i);
     finish_refund_if_acked(r, index);
 }
 
 static void on_query(struct store *s, uint32_t p, const struct txn_msg *m)
 {
     const struct txn_row *r = find(s, p, m->txid, TXN_ROLE_COORD, 0);
-    if (!r) {
+    uint8_t i = 0;
+    if (!r || !leg_of_wire(r, m->leg, &i)) {
         /* Presumed abort: a row is dropped only after every leg acknowledged, and a leg is
-         * prepared only after the row was durable, so no row means nothing was committed. */
+         * prepared only after the row was durable, so no row means nothing was committed. An
+         * earlier attempt was aborted before the next one began. */
         send_simple(s, TXN_MSG_DECIDE, p, m->from, m->txid, m->leg, false);
         return;
     }
-    if (r->state == TXN_PREPARING && m->leg < r->legs_count)
-        send_prepare(s, p, (struct txn_row *)r, m->leg); /* its vote was lost: vote again */
+    if (r->state == TXN_PREPARING)
+        send_prepare(s, p, (struct txn_row *)r, i); /* its vote was lost: vote again */
     else if (r->state != TXN_PREPARING && r->state != TXN_PLACED)
         send_simple(s, TXN_MSG_DECIDE, p, m->from, m->txid, m->leg, r->confirm);
 }

@@ -125,7 +125,8 @@ struct txn_row {
     uint8_t leg;         /* leg: its number */
     uint8_t legs_count;  /* coordinator */
     bool confirm;        /* coordinator: the decision its DECIDE messages carry */
-    uint32_t peer;       /* leg: the coordinator's partition */
+    uint32_t peer;       /* leg: the coordinator's partition; coordinator: the attempt (0, then
+                            one more per restart after a prepare timeout) */
     uint64_t voted;      /* coordinator: legs that voted (bit per leg) */
     uint64_t acked;      /* coordinator: legs that acknowledged the decision */
     uint64_t waiter_id;  /* coordinator: the BEGIN record's index; clients wait on it */
@@ -175,6 +176,10 @@ void txn_id_of(const struct engine_cmd *cmd, uint32_t p, uint8_t *txid);
 
 /* The coordinator row of txid in partition p, or NULL. */
 const struct txn_row *txn_find_coord(const struct store *s, uint32_t p, const uint8_t *txid);
+
+/* A coordinator row aborted by the prepare timeout, every leg's abort acknowledged, with
+ * attempts left: the same command (its retry) begins it again instead of answering -TRYAGAIN. */
+bool txn_restartable(const struct txn_row *r);
 
 /* Rows not yet final in partition p (the in-flight count). */
 uint32_t txn_inflight(const struct store *s, uint32_t p);

@@ -65,11 +65,12 @@ int node_txn_run(struct node *n, struct node_client *c, uint32_t p, const struct
     const struct txn_row *r = txn_find_coord(s, p, txid);
     if (r && !same_command(s, r, cmd))
         return node_reply_err(out, SM_E_IDEMPOTENCY, NULL);
-    if (!r) {
+    /* A retry of a transaction aborted by the prepare timeout begins it again (txn.c). */
+    if (!r || txn_restartable(r)) {
         /* A retry of an order whose row was reused: the order answers. */
-        if (cmd->type == ENGINE_ORDER_PLACE && order_exists(s, p, &cmd->key))
+        if (!r && cmd->type == ENGINE_ORDER_PLACE && order_exists(s, p, &cmd->key))
             return resp_put_bulk(out, cmd->key.ptr, cmd->key.len);
-        if (txn_inflight(s, p) >= SM_TXN_ROWS_MAX)
+        if (!r && txn_inflight(s, p) >= SM_TXN_ROWS_MAX)
             return node_reply_err(out, SM_E_BUSY,
                                   "too many cross-partition transactions in "
                                   "flight in this partition");

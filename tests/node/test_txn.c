@@ -461,6 +461,26 @@ Test(txn, a_lost_vote_is_asked_again_and_a_stuck_prepare_times_out)
     cr_assert_eq(sku_field(&h, h.sku[1], "reserved"), 2, "only the first order holds");
     cr_assert_eq(sku_field(&h, h.sku[2], "reserved"), 3);
     check_invariants(&h);
+
+    /* The client's retry with the same request id begins the order afresh (a new attempt,
+     * whose legs and holds are new), and it is placed; a further retry answers the same. */
+    place_line(&h, "r2", line, sizeof line);
+    cr_assert_str_eq(cmd(&h, line), "", "the retry waits for its new attempt");
+    drive(&h);
+    char id2[32];
+    order_id(h.reply, id2);
+    cr_assert_neq(id2[0], '\0', "%s", h.reply);
+    cr_assert_str_eq(order_state(&h, id2), "RESERVED");
+    for (int i = 0; i < 3; i++)
+        cr_assert_eq(sku_field(&h, h.sku[i], "reserved"), 2 * (i + 1));
+    cr_assert_str_eq(cmd(&h, line), h.reply);
+    /* It is an order like any other: cancelled, every partition's items come back. */
+    snprintf(line, sizeof line, "ORDER.CANCEL c2 %s", id2);
+    cr_assert_str_eq(cmd(&h, line), "+OK\r\n");
+    drive(&h);
+    for (int i = 0; i < 3; i++)
+        cr_assert_eq(sku_field(&h, h.sku[i], "reserved"), i + 1);
+    check_invariants(&h);
     harness_free(&h);
 }
 
