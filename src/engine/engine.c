@@ -19,6 +19,27 @@
 
 #include "engine/engine_internal.h"
 
+/* A record decoded and hashed ahead of its turn. Everything here is a function of the record's
+ * bytes alone, never of the state, so preparing record i+1 before applying record i is safe:
+ * the state-dependent lookups all happen when the record is applied, in log order. */
+struct engine_prepared {
+    int rc; /* engine_decode's result, or SM_E_BADARG for arguments out of range */
+    struct engine_digest request;
+    uint64_t args_hash; /* XXH3-64 of the record past the request id, seeded with the type */
+    struct engine_hashes keys;
+    struct engine_cmd cmd;
+};
+
+/* engine_apply_batch works in groups of APPLY_GROUP records. A group is decoded and hashed, then
+ * the index cells its records will probe are fetched in one burst, a whole group ahead of the
+ * group being applied. Fetched back to back, the misses (and on this VM the page walks in front
+ * of them) overlap with each other; interleaved with the work of each record, one at a time,
+ * they followed each other (measured in docs/engine.md). Each prepared record takes ~1.7 KB, so
+ * the two groups in flight live in a buffer allocated by engine_init, not on the stack. */
+#ifndef APPLY_GROUP
+#define APPLY_GROUP 16
+#endif
+
 static bool config_valid(const struct engine_config *c)
 {
     const uint32_t caps[] = {c->skus_max,       c->orders_max,     c->holds_max,
@@ -49,6 +70,7 @@ size_t engine_memory_bytes(const struct engine_config *c)
     total += ((size_t)c->orders_max + c->holds_max) * sizeof(struct engine_timer);
     total += (size_t)c->request_ids_max * sizeof(struct engine_request);
     total += (size_t)c->locks.waiters_max * sizeof(struct locks_event);
+    total += 2 * APPLY_GROUP * sizeof(struct engine_prepared);
     return total; /* plus the lock service's own tables, sized by c->locks */
 }
 
@@ -108,9 +130,10 @@ int engine_init(struct engine *e, const struct engine_config *cfg)
     e->timers =
         table_alloc((size_t)cfg->orders_max + cfg->holds_max, sizeof *e->timers, cfg->prefault);
     e->requests = table_alloc(cfg->request_ids_max, sizeof *e->requests, cfg->prefault);
+    e->prepared = calloc(2 * APPLY_GROUP, sizeof *e->prepared);
     int rc = 0;
     if (!e->skus || !e->accounts || !e->orders || !e->holds || !e->limits || !e->chunks ||
-        !e->timers || !e->requests)
+        !e->timers || !e->requests || !e->prepared)
         rc = SM_E_NOMEM;
     if (rc == 0)
         rc = sm_index_init(&e->sku_index, cfg->skus_max);
@@ -165,6 +188,7 @@ void engine_free(struct engine *e)
     free(e->chunks);
     free(e->timers);
     free(e->requests);
+    free(e->prepared);
     sm_index_free(&e->sku_index);
     sm_index_free(&e->account_index);
     sm_index_free(&e->order_index);
@@ -413,17 +437,6 @@ static bool result_remembered(struct engine_result r)
 
 /* ---- apply ---------------------------------------------------------------------------------- */
 
-/* A record decoded and hashed ahead of its turn. Everything here is a function of the record's
- * bytes alone, never of the state, so preparing record i+1 before applying record i is safe:
- * the state-dependent lookups all happen when the record is applied, in log order. */
-struct engine_prepared {
-    int rc; /* engine_decode's result, or SM_E_BADARG for arguments out of range */
-    struct engine_digest request;
-    uint64_t args_hash; /* XXH3-64 of the record past the request id, seeded with the type */
-    struct engine_hashes keys;
-    struct engine_cmd cmd;
-};
-
 /* Starts fetching the index cells the record will probe (request id, order id, and for a
  * single-item order the user's limit row), so that these independent cache misses overlap with
  * each other and, in a batch, with the work on the previous record. The SKU lookup reads the
@@ -441,8 +454,7 @@ static void prefetch_prepared(const struct engine *e, const struct engine_prepar
         sm_index_prefetch(&e->limit_index, engine_limit_hash(p->keys.key2, sku));
 }
 
-static void prepare(const struct engine *e, const uint8_t *rec, size_t len,
-                    struct engine_prepared *p)
+static void prepare(const uint8_t *rec, size_t len, struct engine_prepared *p)
 {
     p->rc = engine_decode(rec, len, &p->cmd);
     if (p->rc == 0 && !engine_args_valid(&p->cmd))
@@ -457,7 +469,6 @@ static void prepare(const struct engine *e, const uint8_t *rec, size_t len,
     size_t args_at = 2 + p->cmd.request_id.len;
     ASSERT(args_at <= len);
     p->args_hash = XXH3_64bits_withSeed(rec + args_at, len - args_at, rec[0]);
-    prefetch_prepared(e, p);
 }
 
 static void output_clear(struct engine *e, struct engine_output *out)
@@ -515,16 +526,26 @@ void engine_apply(struct engine *e, uint64_t index, int64_t now_ms, const uint8_
                   struct engine_output *out)
 {
     struct engine_prepared p;
-    prepare(e, rec, len, &p);
+    prepare(rec, len, &p);
+    if (p.rc == 0 && p.cmd.type != ENGINE_TICK)
+        prefetch_prepared(e, &p);
     apply_prepared(e, index, now_ms, &p, out);
 }
 
-/* How many records engine_apply_batch prepares ahead of the one it applies. One record's work
- * (~200 ns) is shorter than a memory access on a busy VM, so the cells are fetched a few records
- * early; each prepared record takes ~1.7 KB of stack. */
-#ifndef APPLY_AHEAD
-#define APPLY_AHEAD 4
-#endif
+/* Prepares recs[from..from+count) into their places in the ring of prepared records, then
+ * starts fetching their cells in a tight loop. */
+static void prepare_group(const struct engine *e, const struct engine_record *recs, uint32_t from,
+                          uint32_t count)
+{
+    struct engine_prepared *ring = e->prepared;
+    for (uint32_t k = from; k < from + count; k++)
+        prepare(recs[k].data, recs[k].len, &ring[k % (2 * APPLY_GROUP)]);
+    for (uint32_t k = from; k < from + count; k++) {
+        const struct engine_prepared *p = &ring[k % (2 * APPLY_GROUP)];
+        if (p->rc == 0 && p->cmd.type != ENGINE_TICK)
+            prefetch_prepared(e, p);
+    }
+}
 
 void engine_apply_batch(struct engine *e, uint64_t first_index, int64_t now_ms,
                         const struct engine_record *recs, uint32_t n, engine_applied_fn done,
@@ -532,18 +553,17 @@ void engine_apply_batch(struct engine *e, uint64_t first_index, int64_t now_ms,
 {
     ASSERT(n == 0 || first_index > e->last_index);
     ASSERT(done != NULL);
-    /* A ring of prepared records: the one being applied and the APPLY_AHEAD after it, whose
-     * cells are on their way from memory meanwhile. */
-    struct engine_prepared p[APPLY_AHEAD + 1];
     struct engine_output out;
-    for (uint32_t i = 0; i < n && i < APPLY_AHEAD; i++)
-        prepare(e, recs[i].data, recs[i].len, &p[i % (APPLY_AHEAD + 1)]);
-    for (uint32_t i = 0; i < n; i++) {
-        uint32_t next = i + APPLY_AHEAD;
+    prepare_group(e, recs, 0, n < APPLY_GROUP ? n : APPLY_GROUP);
+    for (uint32_t g = 0; g < n; g += APPLY_GROUP) {
+        uint32_t next = g + APPLY_GROUP;
         if (next < n)
-            prepare(e, recs[next].data, recs[next].len, &p[next % (APPLY_AHEAD + 1)]);
-        apply_prepared(e, first_index + i, now_ms, &p[i % (APPLY_AHEAD + 1)], &out);
-        done(ctx, i, &out);
+            prepare_group(e, recs, next, n - next < APPLY_GROUP ? n - next : APPLY_GROUP);
+        uint32_t end = next < n ? next : n;
+        for (uint32_t i = g; i < end; i++) {
+            apply_prepared(e, first_index + i, now_ms, &e->prepared[i % (2 * APPLY_GROUP)], &out);
+            done(ctx, i, &out);
+        }
     }
 }
 

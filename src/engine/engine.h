@@ -177,6 +177,7 @@ struct engine_limit;
 struct engine_chunk;
 struct engine_timer;
 struct engine_request;
+struct engine_prepared;
 
 /* A free list over a table's slots: slots below high_water have been used; freed ones are
  * stacked in free[] and reused last-in first-out, so slot choice is a function of history that a
@@ -231,6 +232,8 @@ struct engine {
     uint32_t requests_head;          /* oldest entry */
     uint32_t requests_count;
     struct sm_index request_index;
+
+    struct engine_prepared *prepared; /* engine_apply_batch's records in flight (engine.c) */
 };
 
 /* Allocates every table of *e (caller-owned) up front. 0, SM_E_BADARG (a zero capacity, a
