@@ -9,7 +9,8 @@
  * There is no in-process peer for a whole engine; the Redis+Lua and PostgreSQL peers running the
  * same workloads over the network are in bench/peers (make bench-peers).
  *
- *   bench_engine [orders_for_memory [hot|spread|locks|memory]]   (default 10000000, all)
+ *   bench_engine [orders_for_memory [hot|spread|locks|memory [one|batch]]]
+ *   (defaults: 10000000, every workload, both modes; the mode is for profiling one of them)
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -333,11 +334,14 @@ static void bench_memory_snapshot(uint32_t n)
 int main(int argc, char **argv)
 {
     uint32_t n = argc > 1 ? (uint32_t)strtoul(argv[1], NULL, 10) : 10000000;
-    printf("bench_engine: medians of %d runs (3 for snapshots); command: %s %u %s\n", RUNS, argv[0],
-           n, argc > 2 ? argv[2] : "");
+    printf("bench_engine: medians of %d runs (3 for snapshots); command: %s %u %s %s\n", RUNS,
+           argv[0], n, argc > 2 ? argv[2] : "", argc > 3 ? argv[3] : "");
     const char *only = argc > 2 ? argv[2] : "";
+    const char *mode = argc > 3 ? argv[3] : "";
     for (int b = 0; b < 2; b++) {
         batched = b == 1;
+        if ((strcmp(mode, "one") == 0 && batched) || (strcmp(mode, "batch") == 0 && !batched))
+            continue;
         if (!*only || strcmp(only, "hot") == 0)
             bench_hot_sku();
         if (!*only || strcmp(only, "spread") == 0)
