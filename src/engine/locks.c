@@ -270,6 +270,12 @@ int locks_init(struct locks *l, const struct locks_config *config)
     return 0;
 }
 
+void locks_reset(struct locks *l)
+{
+    ASSERT(l != NULL && l->sessions != NULL);
+    tables_reset(l);
+}
+
 void locks_free(struct locks *l)
 {
     free(l->sessions);
@@ -829,14 +835,17 @@ int locks_cancel(struct locks *l, uint64_t index, int64_t now_ms, const void *se
 
 /* ---- tick --------------------------------------------------------------------------------- */
 
-/* The earliest time anything expires, recomputed after a tick. */
+/* The earliest time anything expires, recomputed after a tick and a load. Rows at or above a
+ * high-water mark were never taken (row_take is the only way in) and are still zero, so the walk
+ * stops there: an empty lock service of a partition costs nothing, instead of a pass over (and
+ * the page faults of) its whole tables, 256 times at a node's start. */
 static void expiry_recompute(struct locks *l)
 {
     int64_t m = INT64_MAX;
-    for (uint32_t i = 0; i < l->config.sessions_max; i++)
+    for (uint32_t i = 0; i < l->session_high; i++)
         if (l->sessions[i].id_len != 0 && l->sessions[i].expires_ms < m)
             m = l->sessions[i].expires_ms;
-    uint32_t rows = l->config.holds_max + l->config.waiters_max;
+    uint32_t rows = l->entry_high;
     for (uint32_t i = 0; i < rows; i++)
         if (l->entries[i].state != ENTRY_FREE && l->entries[i].expires_ms < m)
             m = l->entries[i].expires_ms;
@@ -1208,7 +1217,9 @@ int locks_load(struct locks *l, struct sm_rbuf *r)
 static int check_sessions(const struct locks *l, char *why, size_t why_len)
 {
     uint32_t used = 0, free_rows = 0;
-    for (uint32_t i = 0; i < l->config.sessions_max; i++) {
+    CHECK(l->session_high <= l->config.sessions_max, "session high-water %u", l->session_high);
+    /* Rows above the high-water mark were never taken: the walks stop there (expiry_recompute). */
+    for (uint32_t i = 0; i < l->session_high; i++) {
         const struct locks_session *s = &l->sessions[i];
         if (s->id_len == 0)
             continue;
@@ -1224,7 +1235,6 @@ static int check_sessions(const struct locks *l, char *why, size_t why_len)
         free_rows++;
     }
     CHECK(used == l->session_count, "session_count %u but %u rows used", l->session_count, used);
-    CHECK(l->session_high <= l->config.sessions_max, "session high-water %u", l->session_high);
     free_rows += l->config.sessions_max - l->session_high;
     CHECK(used + free_rows == l->config.sessions_max, "session free list has %u rows", free_rows);
     CHECK(l->session_index.count == used, "session index has %u entries", l->session_index.count);
@@ -1324,7 +1334,8 @@ static int check_locks(const struct locks *l, uint32_t *holds, uint32_t *waits, 
                        size_t why_len)
 {
     uint32_t used = 0, free_rows = 0;
-    for (uint32_t k = 0; k < l->config.locks_max; k++) {
+    CHECK(l->lock_high <= l->config.locks_max, "lock high-water %u", l->lock_high);
+    for (uint32_t k = 0; k < l->lock_high; k++) {
         if (l->locks[k].name_len == 0)
             continue;
         used++;
@@ -1340,7 +1351,6 @@ static int check_locks(const struct locks *l, uint32_t *holds, uint32_t *waits, 
         free_rows++;
     }
     CHECK(used == l->lock_count, "lock_count %u but %u rows used", l->lock_count, used);
-    CHECK(l->lock_high <= l->config.locks_max, "lock high-water %u", l->lock_high);
     free_rows += l->config.locks_max - l->lock_high;
     CHECK(used + free_rows == l->config.locks_max, "lock free list has %u rows", free_rows);
     CHECK(l->lock_index.count == used, "lock index has %u entries", l->lock_index.count);
@@ -1352,9 +1362,10 @@ static int check_entries(const struct locks *l, char *why, size_t why_len)
 {
     uint32_t rows = l->config.holds_max + l->config.waiters_max;
     uint32_t used = 0, listed = 0, free_rows = 0;
-    for (uint32_t i = 0; i < rows; i++)
+    CHECK(l->entry_high <= rows, "entry high-water %u", l->entry_high);
+    for (uint32_t i = 0; i < l->entry_high; i++)
         used += l->entries[i].state != ENTRY_FREE;
-    for (uint32_t s = 0; s < l->config.sessions_max; s++) {
+    for (uint32_t s = 0; s < l->session_high; s++) {
         if (l->sessions[s].id_len == 0)
             continue;
         uint32_t prev = NIL;
@@ -1371,7 +1382,6 @@ static int check_entries(const struct locks *l, char *why, size_t why_len)
         free_rows++;
     }
     CHECK(listed == used, "%u entries used but %u on session lists", used, listed);
-    CHECK(l->entry_high <= rows, "entry high-water %u", l->entry_high);
     free_rows += rows - l->entry_high;
     CHECK(used + free_rows == rows, "entry free list has %u rows", free_rows);
     CHECK(used == l->hold_count + l->waiter_count, "%u entries used, counts say %u", used,

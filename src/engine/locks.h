@@ -148,6 +148,9 @@ struct locks {
  * SM_E_NOMEM (nothing left allocated). Free with locks_free. */
 MUST_USE int locks_init(struct locks *l, const struct locks_config *config);
 void locks_free(struct locks *l);
+/* Back to the empty state of a fresh locks_init, keeping the tables (no allocation, so it
+ * cannot fail); costs the rows used since the last reset, not the capacity. */
+void locks_reset(struct locks *l);
 
 /*
  * Every mutating call below takes:
