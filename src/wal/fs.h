@@ -50,6 +50,10 @@ struct sm_fs {
     int (*mkdir)(void *ctx, const char *path); /* 0 when it already exists */
     int (*list)(void *ctx, const char *dir, sm_fs_list_fn fn, void *fn_ctx);
     int (*fsync_dir)(void *ctx, const char *dir);
+    /* Optional (NULL: the caller reads with pread instead). Maps the first len (>= 1) bytes of
+     * an open file read-only into memory, valid until unmap even after close; *addr_out. */
+    int (*map)(void *ctx, int fd, uint64_t len, const void **addr_out);
+    int (*unmap)(void *ctx, const void *addr, uint64_t len);
 };
 
 /* The real file system (POSIX calls, EINTR retried). Stateless: the returned table is static. */

@@ -10,6 +10,7 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -167,6 +168,29 @@ static int posix_fsync_dir(void *ctx, const char *dir)
     return rc;
 }
 
+/* MAP_POPULATE maps the whole file at once (the page cache's pages, read ahead when cold) instead
+ * of one fault per 4 KiB page as the reader walks it; a snapshot of 10^7 orders is ~2.3 GB. */
+static int posix_map(void *ctx, int fd, uint64_t len, const void **addr_out)
+{
+    (void)ctx;
+    ASSERT(len > 0 && addr_out != NULL);
+    if (len > SIZE_MAX)
+        return -ENOMEM;
+    void *p = mmap(NULL, (size_t)len, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0);
+    if (p == MAP_FAILED)
+        return -errno;
+    (void)madvise(p, (size_t)len, MADV_SEQUENTIAL); /* advice only: its failure changes nothing */
+    *addr_out = p;
+    return 0;
+}
+
+static int posix_unmap(void *ctx, const void *addr, uint64_t len)
+{
+    (void)ctx;
+    ASSERT(addr != NULL && len > 0);
+    return munmap((void *)(uintptr_t)addr, (size_t)len) == 0 ? 0 : -errno;
+}
+
 static const struct sm_fs posix_fs = {
     .ctx = NULL,
     .open = posix_open,
@@ -182,6 +206,8 @@ static const struct sm_fs posix_fs = {
     .mkdir = posix_mkdir,
     .list = posix_list,
     .fsync_dir = posix_fsync_dir,
+    .map = posix_map,
+    .unmap = posix_unmap,
 };
 
 const struct sm_fs *sm_fs_posix(void)

@@ -248,6 +248,70 @@ int wal_snapshot_load(const struct wal *w, const struct wal_recovery *rep, uint8
     return 0;
 }
 
+/* The payload's CRC over memory already read (a mapping). */
+static int payload_check(const uint8_t *p, uint64_t len, uint32_t crc)
+{
+    uint32_t c = 0;
+    for (uint64_t off = 0; off < len;) {
+        size_t n = len - off < SNAPSHOT_CHUNK_BYTES ? (size_t)(len - off) : SNAPSHOT_CHUNK_BYTES;
+        c = sm_crc32c(c, p + off, n);
+        off += n;
+    }
+    return c == crc ? 0 : SM_E_CORRUPT;
+}
+
+int wal_snapshot_view(const struct wal *w, const struct wal_recovery *rep,
+                      struct wal_snapshot_view *view)
+{
+    ASSERT(view != NULL);
+    memset(view, 0, sizeof *view);
+    if (w->fs.map == NULL || w->fs.unmap == NULL) {
+        uint8_t *data;
+        uint64_t len;
+        int rc = wal_snapshot_load(w, rep, &data, &len);
+        if (rc == 0)
+            *view = (struct wal_snapshot_view){.data = data, .len = len, .heap = data};
+        return rc;
+    }
+    if (!rep->snapshot_found)
+        return SM_E_NOTFOUND;
+    int fd;
+    if (w->fs.open(w->fs.ctx, rep->snapshot_path, SM_FS_READ, &fd) < 0)
+        return SM_E_IO;
+    uint64_t index, epoch, n;
+    uint32_t crc;
+    const char *why;
+    const void *map = NULL;
+    int rc = header_read(&w->fs, fd, w->config.snapshot_bytes_max, &index, &epoch, &n, &crc, &why);
+    if (rc == 0 && index != rep->snapshot_index)
+        rc = SM_E_CORRUPT;
+    /* The header is mapped too (offsets stay page-aligned); the payload starts after it. */
+    if (rc == 0 && w->fs.map(w->fs.ctx, fd, WAL_SNAPSHOT_HEADER_BYTES + n, &map) < 0)
+        rc = SM_E_IO;
+    (void)w->fs.close(w->fs.ctx, fd);
+    if (rc == 0)
+        rc = payload_check((const uint8_t *)map + WAL_SNAPSHOT_HEADER_BYTES, n, crc);
+    if (rc != 0) {
+        if (map)
+            (void)w->fs.unmap(w->fs.ctx, map, WAL_SNAPSHOT_HEADER_BYTES + n);
+        return rc;
+    }
+    *view = (struct wal_snapshot_view){
+        .data = (const uint8_t *)map + WAL_SNAPSHOT_HEADER_BYTES, .len = n, .map = map};
+    return 0;
+}
+
+void wal_snapshot_unview(const struct wal *w, struct wal_snapshot_view *view)
+{
+    ASSERT(view != NULL && (view->map == NULL || view->heap == NULL));
+    if (view->map) {
+        int rc = w->fs.unmap(w->fs.ctx, view->map, WAL_SNAPSHOT_HEADER_BYTES + view->len);
+        ASSERT(rc == 0); /* the range is exactly one mapping we made */
+    }
+    free(view->heap);
+    memset(view, 0, sizeof *view);
+}
+
 /* ---- compaction ---------------------------------------------------------------------------- */
 
 struct snap_list {

@@ -104,6 +104,13 @@ static void expect_snapshot(struct wal *w, const struct wal_recovery *rep, uint6
     cr_assert_eq(len, want_len);
     cr_assert(memcmp(data, want, want_len) == 0);
     free(data);
+    /* The faulty disk cannot map: the view is a heap copy with the same bytes. */
+    struct wal_snapshot_view view;
+    cr_assert_eq(wal_snapshot_view(w, rep, &view), 0);
+    cr_assert(view.map == NULL && view.heap != NULL);
+    cr_assert(view.len == want_len && memcmp(view.data, want, want_len) == 0);
+    wal_snapshot_unview(w, &view);
+    cr_assert(view.data == NULL && view.heap == NULL);
     /* Replay goes on from index + 1. */
     struct wal_iter it;
     cr_assert_eq(wal_iter_init(&it, w, index + 1), 0);
@@ -356,4 +363,46 @@ Test(snapshot, size_limit_and_log_behind_the_snapshot)
     cr_assert_eq(rep.index_last, 15);
     wal_close(&w);
     teardown();
+}
+
+/* On the real file system the view maps the file (no copy) and still checks the payload's CRC
+ * again: a byte changed after recovery picked the snapshot is refused, not loaded. */
+Test(snapshot, view_maps_the_file_and_checks_it_again)
+{
+    char dir[] = "/tmp/shardmart-test-snapview.XXXXXX";
+    cr_assert_not_null(mkdtemp(dir));
+    struct wal_config c = small_config();
+    c.dir = dir;
+    c.fs = sm_fs_posix();
+    struct wal w;
+    struct wal_recovery rep;
+    cr_assert_eq(wal_open(&w, &c, &rep), 0);
+    append_synced(&w, 40);
+    cr_assert_eq(take_snapshot(&w, 33), 0);
+    wal_close(&w);
+    cr_assert_eq(wal_open(&w, &c, &rep), 0);
+    cr_assert(rep.snapshot_found && rep.snapshot_index == 33);
+    uint8_t want[2000];
+    size_t want_len = state_of(33, want);
+    struct wal_snapshot_view view;
+    cr_assert_eq(wal_snapshot_view(&w, &rep, &view), 0);
+    cr_assert(view.map != NULL && view.heap == NULL, "the posix file system maps");
+    cr_assert(view.len == want_len && memcmp(view.data, want, want_len) == 0);
+    wal_snapshot_unview(&w, &view);
+    /* Flip one payload byte on disk after the pick: the view refuses it and leaves nothing. */
+    FILE *f = fopen(rep.snapshot_path, "r+b");
+    cr_assert_not_null(f);
+    cr_assert_eq(fseek(f, WAL_SNAPSHOT_HEADER_BYTES + 100, SEEK_SET), 0);
+    cr_assert_eq(fputc(want[100] ^ 0x40, f), want[100] ^ 0x40);
+    cr_assert_eq(fclose(f), 0);
+    cr_assert_eq(wal_snapshot_view(&w, &rep, &view), SM_E_CORRUPT);
+    cr_assert(view.data == NULL && view.map == NULL && view.heap == NULL);
+    /* A report without a snapshot has nothing to view. */
+    struct wal_recovery none = rep;
+    none.snapshot_found = false;
+    cr_assert_eq(wal_snapshot_view(&w, &none, &view), SM_E_NOTFOUND);
+    wal_close(&w);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    cr_assert_eq(system(cmd), 0);
 }
