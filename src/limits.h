@@ -128,6 +128,11 @@
 #define SM_CLIENT_NAME_BYTES_MAX 64
 #define SM_PASSWORD_BYTES_MAX    512
 
+/* Threads that load a snapshot's partitions at a node's start (store_config.load_threads; 0 =
+ * one per online CPU up to this). Partitions are independent engines, so loading scales with
+ * cores; past 64 the threads would outnumber the cores of any machine this runs on. */
+#define SM_STORE_LOAD_THREADS_MAX 64
+
 /* ---- cross-partition transactions (src/node/txn.c) ----------------------------------------- */
 
 /* Transaction rows per partition, coordinated and participating together: 16384. A row lives

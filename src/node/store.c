@@ -3,10 +3,13 @@
  */
 #include "node/store.h"
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include "node/txn.h"
 #include "shardmart/ring.h"
@@ -310,7 +313,65 @@ void store_txn_event(struct store *s, const struct txn_event *ev)
 
 /* ---- snapshots ----------------------------------------------------------------------------- */
 
-static int snapshot_decode(struct store *s, const uint8_t *data, uint64_t len)
+/* The partitions of a snapshot, loaded by several threads: each takes the next partition not yet
+ * taken. Engines share nothing (each owns its tables; loading reads only its own bytes), so the
+ * threads need no lock, only the counter; the result does not depend on who loaded what. */
+struct load_job {
+    struct engine *engines;
+    const uint8_t **bytes; /* partition p's stream, bytes[p], lens[p] long */
+    const uint64_t *lens;
+    uint32_t partitions;
+    atomic_uint next;   /* the next partition to take */
+    atomic_bool failed; /* a partition did not load: the others stop taking work */
+};
+
+static void *load_worker(void *arg)
+{
+    struct load_job *job = arg;
+    for (;;) {
+        uint32_t p = atomic_fetch_add(&job->next, 1);
+        if (p >= job->partitions || atomic_load(&job->failed))
+            return NULL;
+        if (engine_load(&job->engines[p], job->bytes[p], job->lens[p]) != 0)
+            atomic_store(&job->failed, true);
+    }
+}
+
+static uint32_t load_threads(uint32_t wanted, uint32_t partitions)
+{
+    if (wanted == 0) {
+        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+        wanted = cpus < 1                           ? 1
+                 : cpus > SM_STORE_LOAD_THREADS_MAX ? SM_STORE_LOAD_THREADS_MAX
+                                                    : (uint32_t)cpus;
+    }
+    return wanted < partitions ? wanted : partitions;
+}
+
+/* Loads every partition's stream; the calling thread is one of the workers. A thread that cannot
+ * be started leaves its share to the others. */
+static int engines_load(struct store *s, const uint8_t **bytes, const uint64_t *lens,
+                        uint32_t threads)
+{
+    struct load_job job = {
+        .engines = s->engines, .bytes = bytes, .lens = lens, .partitions = s->partitions};
+    atomic_init(&job.next, 0);
+    atomic_init(&job.failed, false);
+    pthread_t tid[SM_STORE_LOAD_THREADS_MAX];
+    uint32_t started = 0;
+    ASSERT(threads >= 1 && threads <= SM_STORE_LOAD_THREADS_MAX);
+    for (uint32_t t = 1; t < threads; t++)
+        if (pthread_create(&tid[started], NULL, load_worker, &job) == 0)
+            started++;
+    (void)load_worker(&job);
+    for (uint32_t t = 0; t < started; t++) {
+        int rc = pthread_join(tid[t], NULL);
+        ASSERT(rc == 0);
+    }
+    return atomic_load(&job.failed) ? SM_E_CORRUPT : 0;
+}
+
+static int snapshot_decode(struct store *s, const uint8_t *data, uint64_t len, uint32_t threads)
 {
     struct sm_rbuf r;
     sm_rbuf_init(&r, data, len);
@@ -319,16 +380,26 @@ static int snapshot_decode(struct store *s, const uint8_t *data, uint64_t len)
     bool v1 = magic && memcmp(magic, SNAPSHOT_MAGIC_V1, 8) == 0;
     if (!magic || (!v1 && memcmp(magic, SNAPSHOT_MAGIC, 8) != 0) || partitions != s->partitions)
         return SM_E_CORRUPT;
-    for (uint32_t p = 0; p < partitions; p++) {
-        uint64_t n = sm_rbuf_u64(&r);
-        const uint8_t *bytes = sm_rbuf_take(&r, n);
-        if (!bytes || engine_load(&s->engines[p], bytes, n) != 0)
-            return SM_E_CORRUPT;
+    /* Find every partition's bytes first (a walk over the length prefixes), then load them. */
+    const uint8_t **bytes = calloc(partitions, sizeof *bytes);
+    uint64_t *lens = calloc(partitions, sizeof *lens);
+    int rc = bytes && lens ? 0 : SM_E_NOMEM;
+    for (uint32_t p = 0; rc == 0 && p < partitions; p++) {
+        lens[p] = sm_rbuf_u64(&r);
+        bytes[p] = sm_rbuf_take(&r, lens[p]);
+        if (!bytes[p])
+            rc = SM_E_CORRUPT;
     }
+    if (rc == 0)
+        rc = engines_load(s, bytes, lens, load_threads(threads, partitions));
+    free((void *)bytes);
+    free(lens);
+    if (rc != 0)
+        return rc;
     if (!v1) {
         uint64_t n = sm_rbuf_u64(&r);
-        const uint8_t *bytes = sm_rbuf_take(&r, n);
-        if (!bytes || txn_load(s, bytes, n) != 0)
+        const uint8_t *txns = sm_rbuf_take(&r, n);
+        if (!txns || txn_load(s, txns, n) != 0)
             return SM_E_CORRUPT;
     }
     return sm_rbuf_left(&r) == 0 && sm_rbuf_ok(&r) ? 0 : SM_E_CORRUPT;
@@ -437,15 +508,16 @@ static int engines_init(struct store *s, const struct store_config *cfg)
     return 0;
 }
 
-static int replay(struct store *s, const struct wal_recovery *report, char *why, size_t why_cap)
+static int replay(struct store *s, const struct wal_recovery *report, uint32_t threads, char *why,
+                  size_t why_cap)
 {
     if (report->snapshot_found) {
-        uint8_t *data = NULL;
-        uint64_t len = 0;
-        int rc = wal_snapshot_load(&s->wal, report, &data, &len);
-        if (rc == 0)
-            rc = snapshot_decode(s, data, len);
-        free(data);
+        struct wal_snapshot_view view;
+        int rc = wal_snapshot_view(&s->wal, report, &view);
+        if (rc == 0) {
+            rc = snapshot_decode(s, view.data, view.len, threads);
+            wal_snapshot_unview(&s->wal, &view);
+        }
         if (rc != 0) {
             snprintf(why, why_cap, "snapshot %s does not load (%s)", report->snapshot_path,
                      sm_strerror(rc));
@@ -537,7 +609,7 @@ int store_open(struct store *s, const struct store_config *cfg, struct wal_recov
         goto fail;
     }
     s->replaying = true;
-    rc = replay(s, report, why, why_cap);
+    rc = replay(s, report, cfg->load_threads, why, why_cap);
     s->replaying = false;
     if (rc != 0)
         goto fail;

@@ -66,6 +66,8 @@ struct store_config {
     bool repair;                  /* recovery: set aside corruption instead of refusing */
     uint64_t segment_bytes;       /* 0 = default */
     bool preallocate;             /* zero-filled segments: each fdatasync flushes data only */
+    uint32_t
+        load_threads; /* snapshot load: 0 = one per online CPU (<= SM_STORE_LOAD_THREADS_MAX) */
 };
 
 struct store {
