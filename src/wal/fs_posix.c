@@ -188,7 +188,7 @@ static int posix_unmap(void *ctx, const void *addr, uint64_t len)
 {
     (void)ctx;
     ASSERT(addr != NULL && len > 0);
-    return munmap((void *)(uintptr_t)addr, (size_t)len) == 0 ? 0 : -errno;
+    return munmap((void *)addr, (size_t)len) == 0 ? 0 : -errno;
 }
 
 static const struct sm_fs posix_fs = {
