@@ -122,6 +122,12 @@
 #define SM_OUTPUT_BYTES_DEFAULT (8 * 1024 * 1024)
 #define SM_OUTPUT_BYTES_MIN     (64 * 1024)
 #define SM_OUTPUT_BYTES_MAX     (1024 * 1024 * 1024)
+/* The gathering window (--batch-wait-us, src/server/server.c gather_wait): how long a batch may
+ * wait for the clients the previous batch answered to send again, so one fsync carries them all.
+ * Shorter than one fdatasync here (0.34-0.39 ms quiet), which it saves; 0 turns it off; at most
+ * 10 ms, past which a window costs more latency than any fsync it could save. */
+#define SM_BATCH_WAIT_US_DEFAULT 200
+#define SM_BATCH_WAIT_US_MAX     10000
 /* A connection silent this long is closed (--idle-timeout-ms, 0 = never). */
 #define SM_IDLE_TIMEOUT_MS_DEFAULT 0
 /* A client name (CLIENT SETNAME) and a password (--requirepass, AUTH). */

@@ -40,6 +40,9 @@ const char cli_start_usage[] =
     "  --segment-bytes N      log segment size (default 67108864, 4096..1073741824)\n"
     "  --no-preallocate       grow segments instead of zero-filling them ahead (each fsync\n"
     "                         then also commits the file size: slower)\n"
+    "  --batch-wait-us N      how long a batch may wait for the clients the last one\n"
+    "                         answered, so one fsync carries them all (default 200,\n"
+    "                         0 = off, at most 10000)\n"
     "  --snapshot-every N     records between background snapshots (default 1000000;\n"
     "                         0 = never): recovery replays at most about this many\n"
     "  --skus-max N           SKUs per partition (default 65536)\n"
@@ -86,6 +89,7 @@ static const struct num_flag num_flags[] = {
     {"--idle-timeout-ms", 0, 24LL * 3600 * 1000},
     {"--partitions", 1, SM_PARTITIONS_MAX},
     {"--tick-ms", 1, 10000},
+    {"--batch-wait-us", 0, SM_BATCH_WAIT_US_MAX},
     {"--snapshot-every", 0, 1LL << 40},
     {"--segment-bytes", SM_WAL_SEGMENT_BYTES_MIN, SM_WAL_SEGMENT_BYTES_MAX},
     {"--skus-max", 1, 1LL << 30},
@@ -116,6 +120,8 @@ static void set_num(struct server_config *cfg, const char *name, long long v)
         cfg->partitions = (uint32_t)v;
     else if (strcmp(name, "--tick-ms") == 0)
         cfg->tick_ms = (uint32_t)v;
+    else if (strcmp(name, "--batch-wait-us") == 0)
+        cfg->batch_wait_us = (uint32_t)v;
     else if (strcmp(name, "--snapshot-every") == 0)
         cfg->snapshot_every = (uint64_t)v;
     else if (strcmp(name, "--segment-bytes") == 0)

@@ -44,6 +44,7 @@ struct server_config {
     uint64_t snapshot_every;      /* records between background snapshots; 0 = never */
     uint64_t segment_bytes;       /* log segment size; 0 = SM_WAL_SEGMENT_BYTES_DEFAULT */
     bool preallocate;             /* zero-filled segments made ahead on a worker thread */
+    uint32_t batch_wait_us;       /* gathering window before a batch (server.c gather_wait) */
     struct engine_config engine;  /* capacities of every partition */
     /* Cluster mode (server/cluster_rt.h); cluster_spec NULL = a single node. */
     const char *cluster_spec; /* --cluster etcd://host:port[,host:port...] */

@@ -336,12 +336,20 @@ Test(server, bad_flags_exit_2_with_a_reason)
 {
     char out[1024];
     const char *cases[][4] = {
-        {"start", "--maxclients", "0", NULL},   {"start", "--port", "70000", NULL},
-        {"start", "--output-max", "12", NULL},  {"start", "--partitions", "65537", NULL},
-        {"start", "--pipeline-max", "x", NULL}, {"start", "--bogus", "1", NULL},
-        {"start", "--data", NULL, NULL},        {"start", "--fsync", "sometimes", NULL},
-        {"start", "--fsync", "every:0", NULL},  {"start", "--segment-bytes", "12", NULL},
-        {"start", "--tick-ms", "0", NULL},      {"start", "--snapshot-every", "-1", NULL},
+        {"start", "--maxclients", "0", NULL},
+        {"start", "--port", "70000", NULL},
+        {"start", "--output-max", "12", NULL},
+        {"start", "--partitions", "65537", NULL},
+        {"start", "--pipeline-max", "x", NULL},
+        {"start", "--bogus", "1", NULL},
+        {"start", "--data", NULL, NULL},
+        {"start", "--fsync", "sometimes", NULL},
+        {"start", "--fsync", "every:0", NULL},
+        {"start", "--segment-bytes", "12", NULL},
+        {"start", "--tick-ms", "0", NULL},
+        {"start", "--snapshot-every", "-1", NULL},
+        {"start", "--batch-wait-us", "10001", NULL},
+        {"start", "--batch-wait-us", "-1", NULL},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         cr_assert_eq(node_proc_run(cases[i], out, sizeof out), 2, "case %zu", i);
@@ -350,6 +358,58 @@ Test(server, bad_flags_exit_2_with_a_reason)
     const char *help[] = {"start", "--help", NULL};
     cr_assert_eq(node_proc_run(help, out, sizeof out), 0);
     cr_assert(strstr(out, "--idle-timeout-ms") != NULL);
+}
+
+/* The gathering window (--batch-wait-us): clients that send again right after their replies
+ * (pipeline 1, in rounds) share one batch and one fsync instead of splitting into several, and
+ * every one of them still gets its own reply. Each round 7 clients send at once and the 8th
+ * 2 ms later (longer than an fsync on a quiet disk): without the window the 7 make one batch and
+ * the 8th another, with a 10 ms window the batch waits for the 8th, unless the test is
+ * descheduled for 8 ms. */
+Test(server, gathering_window_puts_returning_clients_in_one_batch)
+{
+    const char *flags[] = {"--batch-wait-us", "10000", NULL};
+    start(flags);
+    enum { CLIENTS = 8, ROUNDS = 40 };
+    redisContext *cs[CLIENTS];
+    for (int i = 0; i < CLIENTS; i++)
+        cs[i] = client();
+    for (int k = 0; k < ROUNDS; k++) {
+        for (int i = 0; i < CLIENTS; i++) {
+            if (i == CLIENTS - 1)
+                usleep(2000);
+            cr_assert_eq(
+                redisAppendCommand(cs[i], "SESSION.OPEN gw-%d-%d gw-s%d-%d 60000", i, k, i, k),
+                REDIS_OK);
+            int done = 0;
+            while (!done)
+                cr_assert_eq(redisBufferWrite(cs[i], &done), REDIS_OK);
+        }
+        for (int i = 0; i < CLIENTS; i++) {
+            void *p = NULL;
+            cr_assert_eq(redisGetReply(cs[i], &p), REDIS_OK);
+            redisReply *r = p;
+            cr_assert_eq(r->type, REDIS_REPLY_INTEGER, "client %d round %d: type %d %s", i, k,
+                         r->type, r->str ? r->str : "");
+            freeReplyObject(r);
+        }
+    }
+    for (int i = 0; i < CLIENTS; i++)
+        redisFree(cs[i]);
+    int fd = node_proc_connect(node.http_port, 5000);
+    const char metrics[] = "GET /metrics HTTP/1.0\r\n\r\n";
+    cr_assert(node_proc_send(fd, metrics, sizeof metrics - 1));
+    static char buf[65536];
+    size_t got = node_proc_recv(fd, buf, sizeof buf - 1);
+    buf[got] = '\0';
+    close(fd);
+    const char *at = strstr(buf, "shardmart_batch_requests_count ");
+    cr_assert_not_null(at, "no batch counter");
+    long batches = strtol(at + strlen("shardmart_batch_requests_count "), NULL, 10);
+    /* Two batches a round without the window, one with it (the first round has none). */
+    cr_assert(batches >= ROUNDS && batches <= ROUNDS * 3 / 2, "%ld batches for %d rounds", batches,
+              ROUNDS);
+    stop();
 }
 
 Test(server, redis_cli_one_shot)
