@@ -729,6 +729,7 @@ static void put_fmt(struct sm_wbuf *b, const char *fmt, ...)
     char t[512];
     va_list ap;
     va_start(ap, fmt);
+    // NOLINTNEXTLINE(clang-analyzer-valist.Uninitialized): va_start is just above
     int k = vsnprintf(t, sizeof t, fmt, ap);
     va_end(ap);
     if (k > 0)
