@@ -125,8 +125,10 @@
 /* The gathering window (--batch-wait-us, src/server/server.c gather_wait): how long a batch may
  * wait for the clients the previous batch answered to send again, so one fsync carries them all.
  * Shorter than one fdatasync here (0.34-0.39 ms quiet), which it saves; 0 turns it off; at most
- * 10 ms, past which a window costs more latency than any fsync it could save. */
-#define SM_BATCH_WAIT_US_DEFAULT 200
+ * 10 ms, past which a window costs more latency than any fsync it could save. Off by default:
+ * on a quiet machine it cost throughput (bench/peers/run, docs/benchmarks.md); it helped only
+ * while the machine was saturated. */
+#define SM_BATCH_WAIT_US_DEFAULT 0
 #define SM_BATCH_WAIT_US_MAX     10000
 /* A connection silent this long is closed (--idle-timeout-ms, 0 = never). */
 #define SM_IDLE_TIMEOUT_MS_DEFAULT 0
