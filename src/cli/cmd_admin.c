@@ -4,9 +4,9 @@
  * nodes are down. One load of the directory at one revision gives meta, the members (live = the
  * member key is present: it lives under the node's lease), the placement key, every partition's
  * config and the controller; each partition's replicas are recomputed from the placement key with
- * ring_place, exactly as every node does (src/server/cluster_rt.c). Then each live member is asked
- * CLUSTER.INFO on its client address with a short timeout: a node that does not answer shows as
- * unreachable, never a hang. Lag needs each node's per-partition log indexes, which nodes do not
+ * ring_place, exactly as every node does (src/server/cluster_placement.c). Then each live member is
+ * asked CLUSTER.INFO on its client address with a short timeout: a node that does not answer shows
+ * as unreachable, never a hang. Lag needs each node's per-partition log indexes, which nodes do not
  * report while replication is not wired (CLUSTER.INFO says replication:none): it prints "n/a".
  */
 #include <errno.h>
@@ -22,7 +22,7 @@
 #include "cli/resp_client.h"
 #include "coord/directory.h"
 #include "limits.h"
-#include "shardmart/ring.h"
+#include "server/cluster_placement.h"
 #include "util/error.h"
 
 const char cli_admin_usage[] =
@@ -69,7 +69,7 @@ struct admin_status {
     struct admin_node *nodes;
     size_t nodes_count;
     uint32_t placement[SM_CLUSTER_NODES_MAX];
-    size_t placement_count;
+    uint32_t placement_count;
     bool placement_known;
     uint32_t *replicas;               /* partitions x replicas node ids, or NULL */
     struct sm_coord_partition *parts; /* meta.partitions entries */
@@ -103,62 +103,11 @@ static int wait_result(struct sm_coord *c, uint64_t id, int64_t timeout_ms,
     }
 }
 
-static bool parse_placement(struct admin_status *st, const uint8_t *value, size_t len)
-{
-    json_t *o = json_loadb((const char *)value, len, 0, NULL);
-    json_t *nodes = o ? json_object_get(o, "nodes") : NULL;
-    bool ok = json_is_array(nodes) && json_array_size(nodes) >= 1 &&
-              json_array_size(nodes) <= SM_CLUSTER_NODES_MAX;
-    size_t count = 0;
-    for (size_t i = 0; ok && i < json_array_size(nodes); i++) {
-        json_t *v = json_array_get(nodes, i);
-        json_int_t id = json_is_integer(v) ? json_integer_value(v) : -1;
-        ok = id >= 0 && id < SM_CLUSTER_NODES_MAX &&
-             (count == 0 || (uint32_t)id > st->placement[count - 1]);
-        if (ok)
-            st->placement[count++] = (uint32_t)id;
-    }
-    json_decref(o);
-    st->placement_count = count;
-    return ok;
-}
-
-/* Every partition's replicas from the placement key: ring_place over its nodes, weight 1,
- * epsilon 0.05, as the nodes compute it (cluster_rt.c compute_replicas). */
+/* Every partition's replicas from the placement key, as the nodes compute them. */
 static int compute_replicas(struct admin_status *st)
 {
-    uint32_t r = st->meta.replicas, parts = st->meta.partitions;
-    if (st->placement_count < r)
-        return RING_E_REPLICAS_NODES;
-    struct ring ring;
-    if (ring_init(&ring, 0) != 0)
-        return RING_E_NOMEM;
-    struct ring_node_spec specs[SM_CLUSTER_NODES_MAX];
-    char ids[SM_CLUSTER_NODES_MAX][16];
-    for (size_t i = 0; i < st->placement_count; i++) {
-        int n = snprintf(ids[i], sizeof ids[i], "%" PRIu32, st->placement[i]);
-        specs[i] = (struct ring_node_spec){.id = ids[i], .id_len = (size_t)n, .weight = 1};
-    }
-    int rc = ring_add_nodes(&ring, specs, st->placement_count);
-    struct ring_place_config pc = {.partitions = parts, .replicas = r, .epsilon = 0.05};
-    struct ring_placement pl;
-    if (rc == 0)
-        rc = ring_place(&ring, NULL, &pc, &pl);
-    if (rc == 0) {
-        st->replicas = calloc((size_t)parts * r, sizeof *st->replicas);
-        for (size_t i = 0; st->replicas && i < (size_t)parts * r; i++) {
-            const struct ring_placement_node *pn = &pl.nodes[pl.table[i]];
-            char id[RING_NODE_ID_BYTES_MAX + 1];
-            memcpy(id, pn->id, pn->id_len);
-            id[pn->id_len] = '\0';
-            st->replicas[i] = (uint32_t)strtoul(id, NULL, 10);
-        }
-        if (!st->replicas)
-            rc = RING_E_NOMEM;
-        ring_placement_destroy(&pl);
-    }
-    ring_destroy(&ring);
-    return rc;
+    return cluster_placement_replicas(st->placement, st->placement_count, st->meta.partitions,
+                                      st->meta.replicas, &st->replicas);
 }
 
 static int add_member(struct admin_status *st, const struct sm_coord_member *m)
@@ -231,7 +180,8 @@ static int load_directory(struct sm_coord *c, struct admin_status *st, const cha
         const struct sm_coord_kv *kv = &r.kvs[i];
         if (kv->key_len == d.prefix_len + strlen("placement") &&
             strcmp(kv->key + d.prefix_len, "placement") == 0) {
-            st->placement_known = parse_placement(st, kv->value, kv->value_len);
+            st->placement_known = cluster_placement_decode(kv->value, kv->value_len, st->placement,
+                                                           &st->placement_count);
             continue;
         }
         struct sm_coord_entry e;

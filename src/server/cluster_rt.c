@@ -18,6 +18,7 @@
 
 #include "coord/directory.h"
 #include "limits.h"
+#include "server/cluster_placement.h"
 #include "shardmart/ring.h"
 #include "util/error.h"
 
@@ -122,8 +123,8 @@ static bool parse_node_id(const char *s, uint32_t *out)
 
 /* ---- the directory's contents ------------------------------------------------------------- */
 
-/* Computes every partition's replicas from the placement node set (ring_place is a pure
- * function, so every node gets the same table). */
+/* Computes every partition's replicas from the placement node set (a pure function, so every
+ * node gets the same table). */
 static void compute_replicas(struct cluster_rt *rt)
 {
     if (!rt->placement_known || !rt->meta_known || rt->replicas)
@@ -133,52 +134,20 @@ static void compute_replicas(struct cluster_rt *rt)
         fatal(rt, "the placement key lists fewer nodes than meta's replicas");
         return;
     }
-    struct ring ring;
-    struct ring_placement pl;
-    if (ring_init(&ring, 0) != 0) {
-        fatal(rt, "out of memory for the ring");
-        return;
-    }
-    struct ring_node_spec *specs = calloc(rt->placement_count, sizeof *specs);
-    char(*ids)[16] = calloc(rt->placement_count, sizeof *ids);
-    uint32_t *table = calloc((size_t)parts * r, sizeof *table);
-    int rc = (specs && ids && table) ? 0 : RING_E_NOMEM;
-    for (uint32_t i = 0; rc == 0 && i < rt->placement_count; i++) {
-        int n = snprintf(ids[i], sizeof ids[i], "%" PRIu32, rt->placement_nodes[i]);
-        specs[i] = (struct ring_node_spec){.id = ids[i], .id_len = (size_t)n, .weight = 1};
-    }
-    if (rc == 0)
-        rc = ring_add_nodes(&ring, specs, rt->placement_count);
-    struct ring_place_config pc = {.partitions = parts, .replicas = r, .epsilon = 0.05};
-    if (rc == 0)
-        rc = ring_place(&ring, NULL, &pc, &pl);
-    if (rc == 0) {
-        for (size_t i = 0; i < (size_t)parts * r; i++) {
-            const struct ring_placement_node *pn = &pl.nodes[pl.table[i]];
-            char id[RING_NODE_ID_BYTES_MAX + 1];
-            memcpy(id, pn->id, pn->id_len);
-            id[pn->id_len] = '\0';
-            bool ok = parse_node_id(id, &table[i]);
-            ASSERT(ok); /* the ids came from placement_nodes */
-        }
-        ring_placement_destroy(&pl);
-        rt->replicas = table;
-        table = NULL;
-        /* A load reads keys in order: "partitions/..." comes before "placement", so configs
-         * already known get their replicas now. */
-        for (uint32_t p = 0; rt->parts && p < parts; p++) {
-            struct cluster_config *c = &rt->parts[p].config;
-            c->replicas_count = r;
-            memcpy(c->replicas, &rt->replicas[(size_t)p * r], r * sizeof c->replicas[0]);
-        }
-    }
-    ring_destroy(&ring);
-    free(specs);
-    free(ids);
-    free(table);
+    int rc = cluster_placement_replicas(rt->placement_nodes, rt->placement_count, parts, r,
+                                        &rt->replicas);
     if (rc != 0) {
         fprintf(stderr, "shardmart: cluster: placement failed: %s\n", ring_strerror(rc));
         fatal(rt, "cannot compute the placement");
+        return;
+    }
+    ASSERT(rt->replicas != NULL);
+    /* A load reads keys in order: "partitions/..." comes before "placement", so configs
+     * already known get their replicas now. */
+    for (uint32_t p = 0; rt->parts && p < parts; p++) {
+        struct cluster_config *c = &rt->parts[p].config;
+        c->replicas_count = r;
+        memcpy(c->replicas, &rt->replicas[(size_t)p * r], r * sizeof c->replicas[0]);
     }
 }
 
@@ -212,20 +181,8 @@ static void set_placement(struct cluster_rt *rt, const uint8_t *value, size_t le
 {
     if (rt->placement_known)
         return;
-    json_t *o = json_loadb((const char *)value, len, 0, NULL);
-    json_t *nodes = o ? json_object_get(o, "nodes") : NULL;
-    bool ok = json_is_array(nodes) && json_array_size(nodes) >= 1 &&
-              json_array_size(nodes) <= SM_CLUSTER_NODES_MAX;
     uint32_t count = 0;
-    for (size_t i = 0; ok && i < json_array_size(nodes); i++) {
-        json_t *v = json_array_get(nodes, i);
-        json_int_t id = json_is_integer(v) ? json_integer_value(v) : -1;
-        ok = id >= 0 && id < SM_CLUSTER_NODES_MAX &&
-             (count == 0 || (uint32_t)id > rt->placement_nodes[count - 1]);
-        if (ok)
-            rt->placement_nodes[count++] = (uint32_t)id;
-    }
-    json_decref(o);
+    bool ok = cluster_placement_decode(value, len, rt->placement_nodes, &count);
     if (!ok) {
         fatal(rt, "the placement key holds no valid node list");
         return;
