@@ -20,6 +20,7 @@
 #include "engine/engine.h"
 #include "util/buf.h"
 #include "util/error.h"
+#include "bench_util.h"
 
 #define RUNS 5
 
@@ -32,26 +33,7 @@ static double now_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-static double wall_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static double wall_rate[RUNS];
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof v[0], cmp_double);
-    return v[n / 2];
-}
 
 static long rss_bytes(void)
 {
@@ -188,7 +170,7 @@ static double place_orders(struct engine *e, uint64_t first, uint32_t n, uint32_
     c.num = 600000;
     c.items_count = 1;
     uint64_t x = 88172645463325252ULL;
-    double t0 = now_s(), w0 = wall_s();
+    double t0 = now_s(), w0 = bench_now_s();
     for (uint64_t i = first; i < first + n; i++) {
         uint64_t s = 0;
         if (random_sku) {
@@ -202,7 +184,7 @@ static double place_orders(struct engine *e, uint64_t first, uint32_t n, uint32_
         apply(e, &c, ENGINE_REPLY_INT);
     }
     flush(e);
-    wall_rate[0] = n / (wall_s() - w0);
+    wall_rate[0] = n / (bench_now_s() - w0);
     return now_s() - t0;
 }
 
@@ -221,10 +203,10 @@ static void bench_hot_sku(void)
         wall[r] = wall_rate[0];
         engine_free(&e);
     }
-    double m = median(rate, RUNS);
+    double m = bench_median(rate, RUNS);
     printf("orders, one hot SKU (limit 10/user, 1M users), %s: %10.0f /s cpu (%10.0f /s wall)  "
            "x%.2f of 2,000,000\n",
-           mode_name(), m, median(wall, RUNS), m / 2e6);
+           mode_name(), m, bench_median(wall, RUNS), m / 2e6);
 }
 
 static void bench_spread(void)
@@ -242,10 +224,10 @@ static void bench_spread(void)
         wall[r] = wall_rate[0];
         engine_free(&e);
     }
-    double m = median(rate, RUNS);
+    double m = bench_median(rate, RUNS);
     printf("orders, random SKU of 1,000,000, %s:               %10.0f /s cpu (%10.0f /s wall)  "
            "x%.2f of 1,000,000\n",
-           mode_name(), m, median(wall, RUNS), m / 1e6);
+           mode_name(), m, bench_median(wall, RUNS), m / 1e6);
 }
 
 static void bench_locks(void)
@@ -285,7 +267,7 @@ static void bench_locks(void)
         rate[r] = pairs / (now_s() - t0);
         engine_free(&e);
     }
-    double m = median(rate, RUNS);
+    double m = bench_median(rate, RUNS);
     printf("exclusive lock acquire+release pairs, %s:          %12.0f /s cpu  x%.2f of "
            "3,000,000\n",
            mode_name(), m, m / 3e6);
@@ -322,7 +304,7 @@ static void bench_memory_snapshot(uint32_t n)
             abort();
         load[r] = (double)w.len / (now_s() - t0) / 1e6;
     }
-    double ms = median(save, 3), ml = median(load, 3);
+    double ms = bench_median(save, 3), ml = bench_median(load, 3);
     printf("snapshot of %u orders (%.0f MB): save %6.0f MB/s x%.2f, load (with engine_check) "
            "%6.0f MB/s x%.2f of 500\n",
            n, (double)w.len / 1e6, ms, ms / 500, ml, ml / 500);

@@ -22,30 +22,12 @@
 
 #include "engine/locks.h"
 #include "util/assert.h"
+#include "bench_util.h"
 
 #define RUNS   7
 #define PAIRS  2000000 /* per run: ~0.3-1 s */
 #define NAMES  10000
 #define OWNERS 64
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return v[n / 2];
-}
 
 static const struct locks_config CONFIG = {
     .sessions_max = 1024,
@@ -85,7 +67,7 @@ static double run_pairs(int spread_names)
     setup(&l, &index);
     struct locks_events ev = {event_items, 0, 1024};
     struct locks_acquire a = {.type = LOCKS_EXCLUSIVE, .owner = 1};
-    double t0 = now_s();
+    double t0 = bench_now_s();
     for (uint32_t i = 0; i < PAIRS; i++) {
         uint32_t n = i % (uint32_t)spread_names, s = i % OWNERS * (spread_names > 1);
         struct locks_grant g;
@@ -97,7 +79,7 @@ static double run_pairs(int spread_names)
         rc = locks_release(&l, index++, 0, &ref, &remaining, &ev);
         ASSERT(rc == 0 && remaining == 0);
     }
-    double dt = now_s() - t0;
+    double dt = bench_now_s() - t0;
     ASSERT(l.hold_count == 0 && l.lock_count == 0);
     locks_free(&l);
     return PAIRS / dt;
@@ -115,7 +97,7 @@ static double run_handoff(void)
     ASSERT(locks_acquire(&l, index++, 0, sessions[0], session_lens[0], names[0], name_lens[0], &a,
                          &g) == 0);
     a.wait_ms = 1000;
-    double t0 = now_s();
+    double t0 = bench_now_s();
     for (uint32_t i = 0; i < PAIRS; i++) {
         uint32_t holder = i & 1, other = holder ^ 1;
         a.waiter_id = i + 1;
@@ -128,7 +110,7 @@ static double run_handoff(void)
         ev.count = 0;
         ASSERT(locks_release(&l, index++, 0, &ref, &remaining, &ev) == 0 && ev.count == 1);
     }
-    double dt = now_s() - t0;
+    double dt = bench_now_s() - t0;
     locks_free(&l);
     return PAIRS / dt;
 }
@@ -137,13 +119,13 @@ static double run_mutex(void)
 {
     static pthread_mutex_t m = PTHREAD_MUTEX_INITIALIZER;
     static volatile uint64_t counter;
-    double t0 = now_s();
+    double t0 = bench_now_s();
     for (uint32_t i = 0; i < PAIRS; i++) {
         pthread_mutex_lock(&m);
         counter++;
         pthread_mutex_unlock(&m);
     }
-    return PAIRS / (now_s() - t0);
+    return PAIRS / (bench_now_s() - t0);
 }
 
 int main(void)
@@ -155,16 +137,16 @@ int main(void)
         handoff[r] = run_handoff();
         mutex[r] = run_mutex();
     }
-    double m = median(mutex, RUNS);
+    double m = bench_median(mutex, RUNS);
     printf("bench_engine_locks: exclusive acquire+release pairs/s, one core, median of %d runs "
            "of %d pairs\n",
            RUNS, PAIRS);
-    printf("  %-34s %12.0f  (%.3fx mutex)\n", "hot lock (1 name, 1 session)", median(hot, RUNS),
-           median(hot, RUNS) / m);
+    printf("  %-34s %12.0f  (%.3fx mutex)\n", "hot lock (1 name, 1 session)",
+           bench_median(hot, RUNS), bench_median(hot, RUNS) / m);
     printf("  %-34s %12.0f  (%.3fx mutex)\n", "spread (10,000 names, 64 sessions)",
-           median(spread, RUNS), median(spread, RUNS) / m);
-    printf("  %-34s %12.0f  (%.3fx mutex)\n", "handoff to a queued waiter", median(handoff, RUNS),
-           median(handoff, RUNS) / m);
+           bench_median(spread, RUNS), bench_median(spread, RUNS) / m);
+    printf("  %-34s %12.0f  (%.3fx mutex)\n", "handoff to a queued waiter",
+           bench_median(handoff, RUNS), bench_median(handoff, RUNS) / m);
     printf("  %-34s %12.0f  (peer: uncontended pthread mutex pair)\n", "pthread mutex", m);
     return 0;
 }

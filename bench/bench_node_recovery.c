@@ -25,18 +25,12 @@
 
 #include "node/store.h"
 #include "util/error.h"
+#include "bench_util.h"
 
 #define SKUS           10000
 #define TICK_MS        100
 #define SNAPSHOT_EVERY 1000000
 #define ORDERS_PER_MS  10 /* log time advances 1 ms per this many orders */
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static int64_t wall_ms(void)
 {
@@ -157,9 +151,9 @@ static double open_once(const char *dir, uint64_t *replayed)
     static struct store s;
     struct wal_recovery report;
     char why[512];
-    double t0 = now_s();
+    double t0 = bench_now_s();
     int rc = store_open(&s, &c, &report, why, sizeof why);
-    double dt = now_s() - t0;
+    double dt = bench_now_s() - t0;
     if (rc != 0) {
         fprintf(stderr, "bench_node_recovery: recovery of %s: %s\n", dir, why);
         exit(1);
@@ -167,12 +161,6 @@ static double open_once(const char *dir, uint64_t *replayed)
     *replayed = s.replayed;
     store_close(&s);
     return dt;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
 }
 
 int main(int argc, char **argv)
@@ -201,9 +189,9 @@ int main(int argc, char **argv)
         perror("mkdtemp");
         return 1;
     }
-    double t0 = now_s();
+    double t0 = bench_now_s();
     build(dir, orders);
-    double built = now_s() - t0;
+    double built = bench_now_s() - t0;
     printf("recovery: built %llu orders over %d SKUs in %.2f s (%.0f orders/s, live path, "
            "--fsync never)\n",
            (unsigned long long)orders, SKUS, built, (double)orders / built);
@@ -214,7 +202,7 @@ int main(int argc, char **argv)
         printf("  open %d: %.3f s (%llu records replayed after the snapshot)\n", r + 1, t[r],
                (unsigned long long)replayed);
     }
-    qsort(t, (size_t)runs, sizeof t[0], cmp_double);
+    qsort(t, (size_t)runs, sizeof t[0], bench_cmp_double);
     double median = runs % 2 ? t[runs / 2] : (t[runs / 2 - 1] + t[runs / 2]) / 2;
     printf("recovery: %llu orders: store_open median %.3f s over %d runs; %.2fx the build's "
            "time\n",

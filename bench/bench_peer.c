@@ -21,29 +21,11 @@
 #include "server/peer.h"
 #include "util/assert.h"
 #include "util/error.h"
+#include "bench_util.h"
 
 #define RUNS        5
 #define TOTAL_BYTES (64u * 1024 * 1024) /* per run: each run takes ~0.05-0.5 s */
 #define CHUNK_BYTES (256 * 1024)        /* the baseline's write and read size */
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return v[n / 2];
-}
 
 struct sink {
     uint64_t count, bytes;
@@ -80,7 +62,7 @@ static double run_peer(size_t size, uint32_t count)
     ASSERT(msg);
     memset(msg, 0xa5, size);
 
-    double t0 = now_s();
+    double t0 = bench_now_s();
     uint32_t sent = 0;
     while (sent < count) {
         int rc = peer_net_send(a, 2, msg, size);
@@ -93,7 +75,7 @@ static double run_peer(size_t size, uint32_t count)
     }
     while (rx.count < count)
         uv_run(&loop, UV_RUN_ONCE);
-    double dt = now_s() - t0;
+    double dt = bench_now_s() - t0;
 
     ASSERT(rx.bytes == (uint64_t)size * count);
     peer_net_stop(a);
@@ -120,7 +102,7 @@ static double run_socketpair(size_t size, uint32_t count)
     size_t out_len = 0, out_off = 0, copy_len = 0;
     uint8_t last = 0;
 
-    double t0 = now_s();
+    double t0 = bench_now_s();
     while (got < total) {
         /* Fill the chunk with whole or partial messages, then write what the socket takes. */
         while (out_len < CHUNK_BYTES && written + out_len < total) {
@@ -165,7 +147,7 @@ static double run_socketpair(size_t size, uint32_t count)
             got += (uint64_t)r;
         }
     }
-    double dt = now_s() - t0;
+    double dt = bench_now_s() - t0;
     ASSERT(got == total && (last == 0 || last == 0xa5));
     close(sv[0]);
     close(sv[1]);
@@ -184,7 +166,7 @@ static void measure(size_t size)
         peer[r] = run_peer(size, count);
         pair[r] = run_socketpair(size, count);
     }
-    double tp = median(peer, RUNS), ts = median(pair, RUNS);
+    double tp = bench_median(peer, RUNS), ts = bench_median(pair, RUNS);
     double mb = (double)size * count / 1e6;
     printf("%-9zu %-28s %14.0f %10.0f %9.2fx\n", size, "peer_net -> peer_net (TCP)", count / tp,
            mb / tp, ts / tp);

@@ -24,6 +24,7 @@
 #include "util/assert.h"
 #include "wal/plog.h"
 #include "wal/wal.h"
+#include "bench_util.h"
 
 #define RUNS            5
 #define PARTITIONS      256
@@ -31,25 +32,6 @@
 #define BATCHES         100 /* plog and plain wal */
 #define BATCHES_PER_WAL 2   /* wal per partition: 256 fdatasyncs a batch */
 #define SEGMENT_BYTES   (16u * 1024 * 1024)
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof v[0], cmp_double);
-    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
 
 static char base[256];
 
@@ -73,7 +55,7 @@ static double measure_plog(const uint8_t *payload)
     double t0 = 0;
     for (uint64_t b = 0; b <= BATCHES; b++) {
         if (b == 1)
-            t0 = now_s(); /* the first batch creates the segment: not timed */
+            t0 = bench_now_s(); /* the first batch creates the segment: not timed */
         for (uint32_t p = 0; p < PARTITIONS; p++) {
             struct plog_entry e = {.index = b + 1,
                                    .epoch = 1,
@@ -85,7 +67,7 @@ static double measure_plog(const uint8_t *payload)
         }
         ASSERT(plog_sync(&l) == 0);
     }
-    double s = now_s() - t0;
+    double s = bench_now_s() - t0;
     plog_close(&l);
     return BATCHES * PARTITIONS / s;
 }
@@ -110,7 +92,7 @@ static double measure_wal(const uint8_t *payload)
     uint64_t acked;
     for (uint64_t b = 0; b <= BATCHES; b++) {
         if (b == 1)
-            t0 = now_s();
+            t0 = bench_now_s();
         for (uint32_t p = 0; p < PARTITIONS; p++) {
             struct wal_record r = {.type = 1,
                                    .epoch = 1,
@@ -122,7 +104,7 @@ static double measure_wal(const uint8_t *payload)
         }
         ASSERT(wal_sync(&w, &acked) == 0);
     }
-    double s = now_s() - t0;
+    double s = bench_now_s() - t0;
     wal_close(&w);
     return BATCHES * PARTITIONS / s;
 }
@@ -142,7 +124,7 @@ static double measure_wal_per_partition(const uint8_t *payload)
     uint64_t acked;
     for (uint64_t b = 0; b <= BATCHES_PER_WAL; b++) {
         if (b == 1)
-            t0 = now_s();
+            t0 = bench_now_s();
         for (uint32_t p = 0; p < PARTITIONS; p++) {
             struct wal_record r = {.type = 1,
                                    .epoch = 1,
@@ -155,7 +137,7 @@ static double measure_wal_per_partition(const uint8_t *payload)
         for (uint32_t p = 0; p < PARTITIONS; p++)
             ASSERT(wal_sync(&w[p], &acked) == 0);
     }
-    double s = now_s() - t0;
+    double s = bench_now_s() - t0;
     for (uint32_t p = 0; p < PARTITIONS; p++)
         wal_close(&w[p]);
     free(w);
@@ -184,9 +166,11 @@ int main(void)
            "%d runs\n",
            base, PARTITIONS, PAYLOAD, RUNS);
     printf("  %-40s %12.0f entries/s  %6.2fx plain wal  %7.1fx wal per partition\n",
-           "plog (one fdatasync per batch)", median(pl, RUNS), median(r_wal, RUNS),
-           median(r_pp, RUNS));
-    printf("  %-40s %12.0f entries/s\n", "plain wal, same bytes (one fdatasync)", median(wl, RUNS));
-    printf("  %-40s %12.0f entries/s\n", "wal per partition (256 fdatasyncs)", median(pp, RUNS));
+           "plog (one fdatasync per batch)", bench_median(pl, RUNS), bench_median(r_wal, RUNS),
+           bench_median(r_pp, RUNS));
+    printf("  %-40s %12.0f entries/s\n", "plain wal, same bytes (one fdatasync)",
+           bench_median(wl, RUNS));
+    printf("  %-40s %12.0f entries/s\n", "wal per partition (256 fdatasyncs)",
+           bench_median(pp, RUNS));
     return 0;
 }

@@ -19,29 +19,11 @@
 
 #include "proto/resp.h"
 #include "util/assert.h"
+#include "bench_util.h"
 
 #define PIPELINE 16
 #define RUNS     7
 #define ROUNDS   40000 /* pipelines per run: each run takes ~0.1-0.5 s */
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return v[n / 2];
-}
 
 /* ORDER.PLACE <request id> <order id> <user> <ttl ms> <sku> <qty>, as a client library sends it. */
 static size_t build_pipeline(uint8_t *buf, size_t cap)
@@ -71,7 +53,7 @@ static volatile size_t sink; /* keeps the compiler from dropping the work */
 static double run_ours(uint8_t *buf, size_t len, int pieces)
 {
     size_t cut = pieces == 2 ? len / 2 : len;
-    double t0 = now_s();
+    double t0 = bench_now_s();
     for (int r = 0; r < ROUNDS; r++) {
         resp_parser_init(&parser);
         size_t used = 0, have = cut, got = 0;
@@ -90,14 +72,14 @@ static double run_ours(uint8_t *buf, size_t len, int pieces)
         }
         ASSERT(got == PIPELINE && used == len);
     }
-    return (double)ROUNDS * PIPELINE / (now_s() - t0);
+    return (double)ROUNDS * PIPELINE / (bench_now_s() - t0);
 }
 
 static double run_hiredis(const uint8_t *buf, size_t len)
 {
     redisReader *reader = redisReaderCreate();
     ASSERT(reader != NULL);
-    double t0 = now_s();
+    double t0 = bench_now_s();
     for (int r = 0; r < ROUNDS; r++) {
         ASSERT(redisReaderFeed(reader, (const char *)buf, len) == REDIS_OK);
         for (int i = 0; i < PIPELINE; i++) {
@@ -107,7 +89,7 @@ static double run_hiredis(const uint8_t *buf, size_t len)
             freeReplyObject(reply);
         }
     }
-    double rate = (double)ROUNDS * PIPELINE / (now_s() - t0);
+    double rate = (double)ROUNDS * PIPELINE / (bench_now_s() - t0);
     redisReaderFree(reader);
     return rate;
 }
@@ -115,7 +97,7 @@ static double run_hiredis(const uint8_t *buf, size_t len)
 static double run_reply_parser(const uint8_t *buf, size_t len)
 {
     static struct resp_value vals[64];
-    double t0 = now_s();
+    double t0 = bench_now_s();
     for (int r = 0; r < ROUNDS; r++) {
         size_t used = 0, n;
         for (int i = 0; i < PIPELINE; i++) {
@@ -125,7 +107,7 @@ static double run_reply_parser(const uint8_t *buf, size_t len)
             sink += n;
         }
     }
-    return (double)ROUNDS * PIPELINE / (now_s() - t0);
+    return (double)ROUNDS * PIPELINE / (bench_now_s() - t0);
 }
 
 int main(void)
@@ -140,8 +122,8 @@ int main(void)
         ours2[i] = run_ours(buf, len, 2);
         reply[i] = run_reply_parser(buf, len);
     }
-    double m_ours = median(ours, RUNS), m_hi = median(hi, RUNS);
-    double m_ours2 = median(ours2, RUNS), m_reply = median(reply, RUNS);
+    double m_ours = bench_median(ours, RUNS), m_hi = bench_median(hi, RUNS);
+    double m_ours2 = bench_median(ours2, RUNS), m_reply = bench_median(reply, RUNS);
     printf("RESP parsing: pipeline of %d ORDER.PLACE requests (%zu bytes, %zu per request), "
            "median of %d runs x %d pipelines\n",
            PIPELINE, len, len / PIPELINE, RUNS, ROUNDS);

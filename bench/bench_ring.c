@@ -20,6 +20,7 @@
 
 #include "ring/ring_internal.h"
 #include "shardmart/ring.h"
+#include "bench_util.h"
 
 #define RUNS    7
 #define KEYS    (1u << 20)
@@ -32,18 +33,6 @@ static double now_ns(void)
     struct timespec ts;
     clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
     return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof(*v), cmp_double);
-    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
 static uint64_t splitmix(uint64_t *state)
@@ -170,7 +159,7 @@ static void bench_key_to_node(const struct ring *ring)
         }
         double m[6];
         for (int k = 0; k < 6; k++)
-            m[k] = median(t[k], RUNS);
+            m[k] = bench_median(t[k], RUNS);
         printf("   %-5u | %5.1f / %5.1f  (%4.2fx less) | %5.1f / %5.1f  (%4.2fx less) | %5.1f  "
                "(%4.2fx)"
                " | %5.1f   (sink %llu)\n",
@@ -214,7 +203,8 @@ static void bench_lookup(const struct ring *ring)
         prefix[run] = (t2 - t1) / LOOKUPS;
         plain[run] = (t3 - t2) / LOOKUPS;
     }
-    double a = median(table, RUNS), b = median(prefix, RUNS), c = median(plain, RUNS);
+    double a = bench_median(table, RUNS), b = bench_median(prefix, RUNS),
+           c = bench_median(plain, RUNS);
     printf("\n2. ring lookup, 1000 nodes x 160 points (%u points), %u random hashes, median of %d\n"
            "   lookup table (2^%u slots, %u KiB): %5.1f ns/op   2^16 prefix index: %5.1f ns/op"
            " (%.1fx)\n   binary search: %5.1f ns/op (%.1fx)   (sink %llu)\n",
@@ -241,7 +231,7 @@ static void bench_place(const struct ring *ring)
         placed[run] = (t1 - t0) / 1e6;
         plain[run] = (t2 - t1) / 1e6;
     }
-    double a = median(placed, 5), b = median(plain, 5);
+    double a = bench_median(placed, 5), b = bench_median(plain, 5);
     printf("\n3. placement of 65536 partitions x 3 replicas on 1000 nodes, median of 5\n"
            "   balanced placement: %6.1f ms   plain ring table: %6.1f ms   ratio %.2f\n",
            a, b, a / b);

@@ -17,6 +17,7 @@
 #include <time.h>
 
 #include "shardmart/ketama.h"
+#include "bench_util.h"
 
 #define SERVERS     100
 #define KEYS        1000000
@@ -40,18 +41,6 @@ static double now_ns(void)
     struct timespec t;
     clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
     return (double)t.tv_sec * 1e9 + (double)t.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof v[0], cmp_double);
-    return v[n / 2];
 }
 
 /* Keys: printable, 8..40 bytes, like "user:1234:cart" style memcached keys, in one buffer. */
@@ -148,7 +137,8 @@ static void head_to_head(const struct ketama *kt, struct ketama_hasher *h, const
     uint32_t differ = 0;
     for (uint32_t i = 0; i < KEYS; i++)
         differ += ours_out[i] != theirs_out[i];
-    double o = median(ours, RUNS), t = median(theirs, RUNS), q = median(ratio, RUNS);
+    double o = bench_median(ours, RUNS), t = bench_median(theirs, RUNS),
+           q = bench_median(ratio, RUNS);
     printf("key -> server, %d servers, %d keys of 8..%d bytes, CPU time, median of %d runs:\n",
            SERVERS, KEYS, KEY_LEN_MAX, RUNS);
     printf("  shardmart ketama_lookup               %7.1f ns/op\n", o);
@@ -224,7 +214,7 @@ static void md5_parts(const struct keys *k)
             t[m][r] = time_md5(fns[m], ctx, md, k, &sink);
         }
     for (int m = 0; m < 3; m++)
-        printf("  %s %7.1f ns/op%s\n", names[m], median(t[m], RUNS), sink == 1 ? " " : "");
+        printf("  %s %7.1f ns/op%s\n", names[m], bench_median(t[m], RUNS), sink == 1 ? " " : "");
     EVP_MD_CTX_free(ctx);
     EVP_MD_free(md);
 }
@@ -263,12 +253,12 @@ static void parts(const struct ketama *kt, struct ketama_hasher *h, struct keys 
         search[r] = (now_ns() - t) / KEYS;
     }
     printf("  hash -> server, prefix table (ours)   %7.1f ns/op  (%u points, %u buckets)\n",
-           median(table, RUNS), kt->points_count, 1U << (32 - kt->bucket_shift));
+           bench_median(table, RUNS), kt->points_count, 1U << (32 - kt->bucket_shift));
     uint32_t differ = 0;
     for (uint32_t i = 0; i < KEYS; i++)
         differ += ketama_server_of_hash(kt, k->hash[i]) != bisect(kt, k->hash[i]);
     printf("  hash -> server, binary search         %7.1f ns/op  (%u answers differ%s)\n",
-           median(search, RUNS), differ, sink == 1 ? " " : "");
+           bench_median(search, RUNS), differ, sink == 1 ? " " : "");
 }
 
 int main(void)

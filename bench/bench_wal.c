@@ -36,6 +36,7 @@
 #include "util/assert.h"
 #include "wal/crc32c.h"
 #include "wal/wal.h"
+#include "bench_util.h"
 
 #define RUNS          5
 #define SYNC_SAMPLES  200 /* fdatasyncs per run for the latency and naive rows */
@@ -45,25 +46,6 @@
 /* Segments of the group-commit rows: room for BATCHES x 256 records (5.3 MB) without a boundary,
  * and a quarter of the default so preallocating one per row costs the shared disk less. */
 #define SEGMENT_BYTES (16u * 1024 * 1024)
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof v[0], cmp_double);
-    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
 
 static char base[256];
 
@@ -88,15 +70,15 @@ static void measure_naive(double *lat_s, double *naive_per_s)
     double samples[SYNC_SAMPLES];
     uint64_t off = 0;
     for (int i = 0; i < SYNC_SAMPLES; i++) {
-        double t0 = now_s();
+        double t0 = bench_now_s();
         ASSERT(pwrite(fd, rec, sizeof rec, (off_t)off) == (ssize_t)sizeof rec);
         ASSERT(fdatasync(fd) == 0);
-        samples[i] = now_s() - t0;
+        samples[i] = bench_now_s() - t0;
         off += sizeof rec;
     }
-    *lat_s = median(samples, SYNC_SAMPLES);
+    *lat_s = bench_median(samples, SYNC_SAMPLES);
     /* Naive: frame each record (CRC like the log) and write + fdatasync it on its own. */
-    double t0 = now_s();
+    double t0 = bench_now_s();
     for (int i = 0; i < SYNC_SAMPLES; i++) {
         uint32_t crc = sm_crc32c(0, rec + 8, sizeof rec - 8);
         memcpy(rec + 4, &crc, 4);
@@ -104,7 +86,7 @@ static void measure_naive(double *lat_s, double *naive_per_s)
         ASSERT(fdatasync(fd) == 0);
         off += sizeof rec;
     }
-    *naive_per_s = SYNC_SAMPLES / (now_s() - t0);
+    *naive_per_s = SYNC_SAMPLES / (bench_now_s() - t0);
     close(fd);
 }
 
@@ -127,13 +109,13 @@ static double measure_sync_after(int how)
     ASSERT(fsync(fd) == 0);
     double samples[SYNC_SAMPLES];
     for (int i = 0; i < SYNC_SAMPLES; i++) {
-        double t0 = now_s();
+        double t0 = bench_now_s();
         ASSERT(pwrite(fd, rec, sizeof rec, (off_t)(i * sizeof rec)) == (ssize_t)sizeof rec);
         ASSERT(fdatasync(fd) == 0);
-        samples[i] = now_s() - t0;
+        samples[i] = bench_now_s() - t0;
     }
     close(fd);
-    return median(samples, SYNC_SAMPLES);
+    return bench_median(samples, SYNC_SAMPLES);
 }
 
 static void open_wal_pre(struct wal *w, const char *name, enum wal_sync_mode mode, bool pre)
@@ -172,14 +154,14 @@ static double measure_group(int batch, bool pre)
     uint64_t acked;
     append_one(&w, payload); /* segment creation is not part of the steady state */
     ASSERT(wal_sync(&w, &acked) == 0);
-    double t0 = now_s();
+    double t0 = bench_now_s();
     for (int b = 0; b < BATCHES; b++) {
         for (int i = 0; i < batch; i++)
             append_one(&w, payload);
         ASSERT(wal_sync(&w, &acked) == 0);
         ASSERT(acked == wal_index_next(&w) - 1);
     }
-    double per_s = (double)BATCHES * batch / (now_s() - t0);
+    double per_s = (double)BATCHES * batch / (bench_now_s() - t0);
     wal_close(&w);
     return per_s;
 }
@@ -192,9 +174,9 @@ static double measure_spare(void)
     struct wal_spare_job job = {.fs = *sm_fs_posix(), .bytes = SM_WAL_SEGMENT_BYTES_DEFAULT};
     snprintf(job.dir, sizeof job.dir, "%s", dir);
     snprintf(job.path, sizeof job.path, "%s/%s", dir, WAL_SPARE_NAME);
-    double t0 = now_s();
+    double t0 = bench_now_s();
     ASSERT(wal_spare_run(&job) == 0);
-    double s = now_s() - t0;
+    double s = bench_now_s() - t0;
     close(job.fd);
     return s;
 }
@@ -241,9 +223,9 @@ static void measure_sync_during_spare(bool spare, double *median_s, double *max_
            (spare ? !atomic_load(&t.done) : n < SYNC_SAMPLES)) {
         for (int i = 0; i < 16; i++)
             append_one(&w, payload);
-        double t0 = now_s();
+        double t0 = bench_now_s();
         ASSERT(wal_sync(&w, &acked) == 0);
-        lat[n++] = now_s() - t0;
+        lat[n++] = bench_now_s() - t0;
     }
     if (spare) {
         ASSERT(pthread_join(th, NULL) == 0 && t.rc == 0);
@@ -251,8 +233,8 @@ static void measure_sync_during_spare(bool spare, double *median_s, double *max_
     }
     wal_close(&w);
     ASSERT(n > 0);
-    *median_s = median(lat, n);
-    *max_s = lat[n - 1]; /* sorted by median() */
+    *median_s = bench_median(lat, n);
+    *max_s = lat[n - 1]; /* sorted by bench_median() */
 }
 
 /* Seconds wal_open takes on a log of one record in a default-size segment. */
@@ -269,9 +251,9 @@ static double measure_recovery(bool pre)
     uint64_t acked;
     ASSERT(wal_sync(&w, &acked) == 0);
     wal_close(&w);
-    double t0 = now_s();
+    double t0 = bench_now_s();
     ASSERT(wal_open(&w, &c, &rep) == 0);
-    double s = now_s() - t0;
+    double s = bench_now_s() - t0;
     ASSERT(!rep.torn && rep.index_last == 1);
     wal_close(&w);
     return s;
@@ -287,10 +269,10 @@ static double measure_appends(void)
     double busy_s = 0;
     int done = 0;
     while (done < APPENDS) {
-        double t0 = now_s();
+        double t0 = bench_now_s();
         for (int i = 0; i < 10000; i++)
             append_one(&w, payload);
-        busy_s += now_s() - t0;
+        busy_s += bench_now_s() - t0;
         done += 10000;
         ASSERT(wal_write(&w) == 0);
     }
@@ -332,34 +314,36 @@ int main(void)
     }
     printf("wal on %s (CRC32C %s), %d-byte payloads, median of %d runs\n", base,
            sm_crc32c_hardware() ? "SSE4.2" : "table", PAYLOAD_BYTES, RUNS);
-    printf("  %-34s %12.3f ms\n", "fdatasync latency (median)", median(lat, RUNS) * 1e3);
-    printf("  %-34s %12.0f records/s\n", "naive write+fdatasync per record", median(naive, RUNS));
+    printf("  %-34s %12.3f ms\n", "fdatasync latency (median)", bench_median(lat, RUNS) * 1e3);
+    printf("  %-34s %12.0f records/s\n", "naive write+fdatasync per record",
+           bench_median(naive, RUNS));
     for (int s = 0; s < 3; s++) {
         char label[64];
         snprintf(label, sizeof label, "wal group commit, batch %d", sizes[s]);
-        printf("  %-34s %12.0f records/s  %7.1fx naive\n", label, median(group[s], RUNS),
-               median(ratio[s], RUNS));
+        printf("  %-34s %12.0f records/s  %7.1fx naive\n", label, bench_median(group[s], RUNS),
+               bench_median(ratio[s], RUNS));
     }
-    printf("  %-34s %12.0f records/s\n", "wal_append only (no I/O)", median(appends, RUNS));
+    printf("  %-34s %12.0f records/s\n", "wal_append only (no I/O)", bench_median(appends, RUNS));
     printf("  pwrite + fdatasync (median latency), speed-up against the growing file:\n");
     for (int h = 0; h < 3; h++)
-        printf("    %-32s %12.3f ms  %7.2fx\n", prep_names[h], median(prep[h], RUNS) * 1e3,
-               median(prep_ratio[h], RUNS));
+        printf("    %-32s %12.3f ms  %7.2fx\n", prep_names[h], bench_median(prep[h], RUNS) * 1e3,
+               bench_median(prep_ratio[h], RUNS));
     for (int s = 0; s < 3; s++) {
         char label[64];
         snprintf(label, sizeof label, "preallocated, batch %d", sizes[s]);
-        printf("  %-34s %12.0f records/s  %7.2fx growing\n", label, median(pre[s], RUNS),
-               median(pre_ratio[s], RUNS));
+        printf("  %-34s %12.0f records/s  %7.2fx growing\n", label, bench_median(pre[s], RUNS),
+               bench_median(pre_ratio[s], RUNS));
     }
-    printf("  %-34s %12.1f ms\n", "spare segment, 64 MiB of zeros", median(spare, RUNS) * 1e3);
+    printf("  %-34s %12.1f ms\n", "spare segment, 64 MiB of zeros",
+           bench_median(spare, RUNS) * 1e3);
     printf("  %-34s %12.2f ms (growing: %.2f ms, %.1fx)\n", "recovery, 64 MiB prealloc, 1 rec",
-           median(recover[1], RUNS) * 1e3, median(recover[0], RUNS) * 1e3,
-           median(recover_ratio, RUNS));
+           bench_median(recover[1], RUNS) * 1e3, bench_median(recover[0], RUNS) * 1e3,
+           bench_median(recover_ratio, RUNS));
     printf("  %-34s %12.3f ms median, %.3f ms max (of run medians)\n", "batch-16 sync, no spare",
-           median(during[0], RUNS) * 1e3, median(during_max[0], RUNS) * 1e3);
+           bench_median(during[0], RUNS) * 1e3, bench_median(during_max[0], RUNS) * 1e3);
     printf("  %-34s %12.3f ms median, %.3f ms max (of run medians)\n",
-           "batch-16 sync, spare being made", median(during[1], RUNS) * 1e3,
-           median(during_max[1], RUNS) * 1e3);
+           "batch-16 sync, spare being made", bench_median(during[1], RUNS) * 1e3,
+           bench_median(during_max[1], RUNS) * 1e3);
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", base);
     ASSERT(system(cmd) == 0);
