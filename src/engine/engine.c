@@ -283,6 +283,8 @@ bool engine_args_valid(const struct engine_cmd *c)
         return c->num >= 1 && c->num <= SM_ENGINE_TTL_MS_MAX && c->num2 >= 0;
     case ENGINE_ORDER_PAY:
         return !key_same(&c->key2, &c->key3);
+    case ENGINE_ORDER_REFUND_XPAY:
+        return !key_same(&c->key2, &c->key3) && (c->num == 0 || c->num == 1);
     case ENGINE_ORDER_REFUND:
     case ENGINE_HOLD_REFUND:
         return c->num == 0 || c->num == 1;
@@ -406,6 +408,7 @@ static struct engine_result dispatch(struct engine *e, const struct engine_cmd *
     case ENGINE_ORDER_SHIP:
     case ENGINE_ORDER_COMPLETE:
     case ENGINE_ORDER_REFUND:
+    case ENGINE_ORDER_REFUND_XPAY:
         return engine_order_cmd(e, cmd);
     case ENGINE_HOLD_PREPARE:
     case ENGINE_HOLD_PREPARE_USER:

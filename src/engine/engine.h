@@ -66,6 +66,10 @@ enum engine_cmd_type {
                                       a cross-partition order, node/txn.c) */
     ENGINE_HOLD_REFUND = 21,       /* key=txid num=1 restock to available, 0 write off: a
                                       committed hold's items leave sold (its order refunded) */
+    ENGINE_ORDER_REFUND_XPAY = 22, /* key=order key2=buyer key3=merchant num=1 restock, 0 write
+                                      off: the refund of an order paid by a cross-partition
+                                      payment (its money moves in the transaction's legs, so the
+                                      engine moves none; node/txn.c) */
     ENGINE_LOCK_SESSION_OPEN = 64, /* key=session num=ttl_ms */
     ENGINE_LOCK_HEARTBEAT = 65,    /* key=session */
     ENGINE_LOCK_SESSION_CLOSE = 66, /* key=session */

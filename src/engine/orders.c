@@ -114,11 +114,16 @@ static struct engine_result order_pay(struct engine *e, uint32_t slot, const str
     return engine_ok();
 }
 
-static struct engine_result order_refund(struct engine *e, uint32_t slot, bool restock)
+/* ORDER_REFUND, or ORDER_REFUND_XPAY (xpay): the refund of an order paid by a cross-partition
+ * payment, whose money the transaction's legs move back (node/txn.c), so only an order paid
+ * externally qualifies and no money moves here. */
+static struct engine_result order_refund(struct engine *e, uint32_t slot, bool restock, bool xpay)
 {
     struct engine_order *o = &e->orders[slot];
     if (o->state != ORDER_PAID)
         return state_err(o->state);
+    if (xpay && !o->paid_external)
+        return engine_err(SM_E_STATE, 0);
     if (!o->paid_external) {
         uint32_t buyer = (uint32_t)(o->payment >> 32), merchant = (uint32_t)o->payment;
         struct engine_result r = engine_account_move(e, merchant, buyer, o->total_cents);
@@ -166,7 +171,8 @@ struct engine_result engine_order_cmd(struct engine *e, const struct engine_cmd 
         order_finish(e, slot, ORDER_COMPLETED);
         return engine_ok();
     case ENGINE_ORDER_REFUND:
-        return order_refund(e, slot, cmd->num == 1);
+    case ENGINE_ORDER_REFUND_XPAY:
+        return order_refund(e, slot, cmd->num == 1, cmd->type == ENGINE_ORDER_REFUND_XPAY);
     default:
         UNREACHABLE();
     }

@@ -38,6 +38,8 @@
  *   20    HOLD_PREPARE_USER     K U a I   txid, user, ttl_ms, items: a hold counted against the
  *                                         user's per-user limits (a cross-partition order's leg)
  *   21    HOLD_REFUND           K a       txid, 1 = stock back to available, 0 = written off
+ *   22    ORDER_REFUND_XPAY     K U M a   order id, buyer account, merchant account, 1 = restock:
+ *                                         the refund of an order paid across partitions
  *   64    LOCK_SESSION_OPEN     K a       session, ttl_ms
  *   65-66 LOCK_HEARTBEAT/SESSION_CLOSE  K session
  *   67    LOCK_ACQUIRE          K U t o a b w n r   session, lock name, enum locks_type, owner,
@@ -94,6 +96,8 @@ static const char *record_layout(enum engine_cmd_type type)
         return "KUaI";
     case ENGINE_HOLD_REFUND:
         return "Ka";
+    case ENGINE_ORDER_REFUND_XPAY:
+        return "KUMa";
     case ENGINE_ACCOUNT_TRANSFER:
         return "KUa";
     case ENGINE_TICK:

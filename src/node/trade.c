@@ -21,6 +21,7 @@
 #include "limits.h"
 #include "node/command.h"
 #include "node/store.h"
+#include "node/txn.h"
 #include "util/error.h"
 
 /* The largest engine record a trading command can produce: what the store must have room for
@@ -353,6 +354,12 @@ static int order_verb(struct node *n, struct node_client *c, const struct resp_r
         (store_partition(n->store, cmd->key2.ptr, cmd->key2.len) != p ||
          store_partition(n->store, cmd->key3.ptr, cmd->key3.len) != p))
         return node_txn_run(n, c, p, cmd, out);
+    /* The refund of an order that such a payment paid moves the money back the same way. */
+    if (c && cmd->type == ENGINE_ORDER_REFUND &&
+        txn_paid_across(n->store, p, &cmd->key, &cmd->key2, &cmd->key3)) {
+        cmd->type = ENGINE_ORDER_REFUND_XPAY;
+        return node_txn_run(n, c, p, cmd, out);
+    }
     return mutate(n, p, cmd, out);
 }
 
@@ -387,13 +394,12 @@ static int order_transition(struct node *n, const struct resp_request *req,
 /* ORDER.REFUND <rid> <order> RESTOCK|WRITEOFF */
 HANDLER(order_refund)
 {
-    (void)c;
     struct engine_cmd cmd = {.type = ENGINE_ORDER_REFUND};
     if (proto_slice_eq_nocase(req->argv[3], "RESTOCK"))
         cmd.num = 1;
     else if (!proto_slice_eq_nocase(req->argv[3], "WRITEOFF"))
         return node_reply_err(out, SM_E_BADARG, "say RESTOCK or WRITEOFF");
-    return order_verb(n, NULL, req, out, &cmd);
+    return order_verb(n, c, req, out, &cmd);
 }
 
 HANDLER(order_get)

@@ -30,6 +30,7 @@
 /* Seeds that keep the id spaces of transfers and payments apart from order ids. */
 #define TXN_SEED_TRANSFER 0x7472616e73666572ULL
 #define TXN_SEED_PAY      0x7061796d656e7421ULL
+#define TXN_SEED_REFUND   0x726566756e642121ULL
 
 /* Room for a derived request id: "<txid>:<leg>:<op>". */
 #define TXN_RID_BYTES 40
@@ -172,6 +173,9 @@ void txn_id_of(const struct engine_cmd *cmd, uint32_t p, uint8_t *txid)
         return;
     case ENGINE_ORDER_PAY:
         id_from(p, &cmd->key, &cmd->request_id, TXN_SEED_PAY, txid);
+        return;
+    case ENGINE_ORDER_REFUND_XPAY:
+        id_from(p, &cmd->key, &cmd->request_id, TXN_SEED_REFUND, txid);
         return;
     default:
         UNREACHABLE();
@@ -398,10 +402,12 @@ static void leg_of(const struct store *s, uint32_t p, const struct txn_row *r, u
                 l->cmd.items[l->cmd.items_count++] = c.items[i];
         return;
     }
-    /* Payments: leg 0 debits the payer, leg 1 credits the payee. */
-    const struct engine_key *account = c.type == ENGINE_ACCOUNT_TRANSFER
-                                           ? (leg == 0 ? &c.key : &c.key2)
-                                           : (leg == 0 ? &c.key2 : &c.key3);
+    /* Payments: leg 0 debits the payer, leg 1 credits the payee. A refund pays back: the
+     * merchant (key3) is the payer, the buyer (key2) the payee. */
+    const struct engine_key *account =
+        c.type == ENGINE_ACCOUNT_TRANSFER    ? (leg == 0 ? &c.key : &c.key2)
+        : c.type == ENGINE_ORDER_REFUND_XPAY ? (leg == 0 ? &c.key3 : &c.key2)
+                                             : (leg == 0 ? &c.key2 : &c.key3);
     l->partition = store_partition(s, account->ptr, account->len);
     l->query_after_ms = SM_TXN_PREPARE_TIMEOUT_MS;
     l->cmd.type = leg == 0 ? ENGINE_ACCOUNT_WITHDRAW : ENGINE_ACCOUNT_DEPOSIT;
@@ -556,6 +562,56 @@ static const char *order_state(const struct store *s, uint32_t p, const uint8_t 
     return state;
 }
 
+/* The order `order` of p was refunded (restock or write off) by an ORDER_REFUND record or a
+ * cross-partition refund: if it is a cross-partition order, its hold legs' items go too. */
+static void refund_holds(struct store *s, uint32_t p, uint64_t index,
+                         const struct engine_key *order, bool restock)
+{
+    if (order->len != TXN_ID_BYTES)
+        return;
+    struct txn_row *r = find(s, p, order->ptr, TXN_ROLE_COORD, 0);
+    if (!r || r->kind != ENGINE_ORDER_PLACE || !r->confirm ||
+        !(r->state == TXN_CONFIRMING || r->state == TXN_DONE))
+        return; /* not a cross-partition order, not sold, or its refund already started */
+    if (strcmp(order_state(s, p, r->txid, NULL), "REFUNDED") == 0)
+        start_refund(s, p, r, restock, index, engine_now_ms(&s->engines[p]));
+}
+
+bool txn_paid_across(const struct store *s, uint32_t p, const struct engine_key *order,
+                     struct engine_key *buyer, struct engine_key *merchant)
+{
+    const struct txn_table *t = table(s, p);
+    if (t->used == 0 || order->len != TXN_ID_BYTES)
+        return false;
+    /* Only an order paid externally can have been paid by a transaction (the engine's reply
+     * says which, so the rows are read only for those). */
+    struct engine_cmd get = {.type = ENGINE_ORDER_GET, .key = *order};
+    struct engine_reply rep;
+    store_read(s, p, &get, &rep);
+    bool external = false;
+    for (uint32_t i = 0; rep.kind == ENGINE_REPLY_FIELDS && i < rep.fields_count; i++)
+        if (strcmp(rep.fields[i].name, "paid_external") == 0)
+            external = rep.fields[i].value == 1;
+    if (!external)
+        return false;
+    /* A scan: refunds are rare next to the commands that make rows, and one index entry per
+     * row is all the index holds. */
+    for (uint32_t i = 0; i < t->count; i++) {
+        const struct txn_row *r = &t->rows[i];
+        if (r->role != TXN_ROLE_COORD || r->kind != ENGINE_ORDER_PAY || !r->confirm ||
+            !(r->state == TXN_CONFIRMING || r->state == TXN_DONE))
+            continue;
+        struct engine_cmd c;
+        if (engine_decode(r->cmd, r->cmd_len, &c) != 0 || c.key.len != order->len ||
+            memcmp(c.key.ptr, order->ptr, order->len) != 0)
+            continue;
+        *buyer = c.key2;
+        *merchant = c.key3;
+        return true;
+    }
+    return false;
+}
+
 /* A placed order was paid (its holds are sold) or ended (its holds go back). */
 static void watch_order(struct store *s, uint32_t p, struct txn_row *r, uint64_t index,
                         int64_t now_ms)
@@ -583,7 +639,12 @@ static void all_voted(struct store *s, uint32_t p, struct txn_row *r, uint64_t i
         return;
     }
     struct engine_cmd d = {.request_id = c.request_id, .key = c.key};
-    if (c.type == ENGINE_ORDER_PLACE) {
+    if (c.type == ENGINE_ORDER_REFUND_XPAY) {
+        /* The merchant's money is in escrow: the order is refunded here (its items, and the
+         * buyer's per-user counts; no money moves in this engine), and the commit credits the
+         * buyer. */
+        d = c;
+    } else if (c.type == ENGINE_ORDER_PLACE) {
         /* This partition's items are reserved now, with the client's request id, so a retry
          * that reaches the engine gets the same reply; the order's total includes the price
          * of the items held elsewhere. */
@@ -614,6 +675,11 @@ static void all_voted(struct store *s, uint32_t p, struct txn_row *r, uint64_t i
         return;
     }
     decide(s, p, r, true, index, now_ms);
+    if (c.type == ENGINE_ORDER_REFUND_XPAY) {
+        /* The refunded order may itself hold items in other partitions: they go back too. */
+        refund_holds(s, p, index, &c.key, c.num == 1);
+        return;
+    }
     /* The paid order may itself hold items in other partitions: they are sold now. */
     struct txn_row *order = find(s, p, c.key.ptr, TXN_ROLE_COORD, 0);
     if (order && order->state == TXN_PLACED)
@@ -628,13 +694,14 @@ static bool begin_pay(struct store *s, uint32_t p, struct txn_row *r, const stru
         return true;
     }
     int64_t total = 0;
-    const char *st = order_state(s, p, c->key.ptr, &total);
+    const char *st = c->key.len == TXN_ID_BYTES ? order_state(s, p, c->key.ptr, &total) : "";
     if (st[0] == '\0') {
         const char *m = sm_strerror(SM_E_NOTFOUND);
         set_outcome(r, SM_E_NOTFOUND, m, strlen(m));
         return false;
     }
-    if (strcmp(st, "RESERVED") != 0) {
+    /* A payment needs the order reserved; its refund, paid (the engine's own refund checks). */
+    if (strcmp(st, c->type == ENGINE_ORDER_REFUND_XPAY ? "PAID" : "RESERVED") != 0) {
         set_outcome(r, SM_E_STATE, st, strlen(st));
         return false;
     }
@@ -673,7 +740,7 @@ static int apply_begin(struct store *s, uint32_t p, uint64_t index, int64_t now_
     struct engine_cmd c;
     if (engine_decode(rec, len, &c) != 0 ||
         !(c.type == ENGINE_ORDER_PLACE || c.type == ENGINE_ACCOUNT_TRANSFER ||
-          c.type == ENGINE_ORDER_PAY))
+          c.type == ENGINE_ORDER_PAY || c.type == ENGINE_ORDER_REFUND_XPAY))
         return SM_E_CORRUPT;
     if (c.type == ENGINE_ORDER_PLACE && c.key.len != TXN_ID_BYTES)
         return SM_E_CORRUPT;
@@ -1011,14 +1078,9 @@ static void after_refund(struct store *s, uint32_t p, uint64_t index, const uint
                          size_t len)
 {
     struct engine_cmd c;
-    if (table(s, p)->used == 0 || engine_decode(rec, len, &c) != 0 || c.key.len != TXN_ID_BYTES)
+    if (table(s, p)->used == 0 || engine_decode(rec, len, &c) != 0)
         return;
-    struct txn_row *r = find(s, p, c.key.ptr, TXN_ROLE_COORD, 0);
-    if (!r || r->kind != ENGINE_ORDER_PLACE || !r->confirm ||
-        !(r->state == TXN_CONFIRMING || r->state == TXN_DONE))
-        return; /* not a cross-partition order, not sold, or its refund already started */
-    if (strcmp(order_state(s, p, r->txid, NULL), "REFUNDED") == 0)
-        start_refund(s, p, r, c.num == 1, index, engine_now_ms(&s->engines[p]));
+    refund_holds(s, p, index, &c.key, c.num == 1);
 }
 
 void txn_after_engine(struct store *s, uint32_t p, uint64_t index, const uint8_t *rec, size_t len)

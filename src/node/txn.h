@@ -2,10 +2,12 @@
  * Cross-partition transactions: two-phase commit between the partitions of one node, built on
  * the engine's holds (docs/node.md "Cross-partition transactions" is the full protocol).
  *
- * Three client commands need it: ORDER.PLACE whose SKUs live in several partitions,
- * ACCOUNT.TRANSFER between accounts of two partitions, and ORDER.PAY whose accounts do not both
- * live with the order. The partition that owns the command (the order's, the payer's) is the
- * coordinator; every other part of the work is a leg, prepared in its own partition:
+ * Four client commands need it: ORDER.PLACE whose SKUs live in several partitions,
+ * ACCOUNT.TRANSFER between accounts of two partitions, ORDER.PAY whose accounts do not both
+ * live with the order, and ORDER.REFUND of an order that such a payment paid (its money goes
+ * back from the merchant's account to the buyer's: ORDER_REFUND_XPAY). The partition that owns the
+ * command (the order's, the payer's) is the coordinator; every other part of the work is a leg,
+ * prepared in its own partition:
  *
  *   leg kind   prepare (vote yes when it succeeds)     commit              abort
  *   hold       HOLD_PREPARE of the items there          HOLD_COMMIT         HOLD_ABORT
@@ -171,7 +173,8 @@ struct store;
 
 /* The transaction id of a client command run by coordinator partition p: the order id for
  * ORDER_PLACE, a digest of (from account, request id) for ACCOUNT_TRANSFER and of (order,
- * request id) for ORDER_PAY. txid gets TXN_ID_BYTES bytes. */
+ * request id) for ORDER_PAY and ORDER_REFUND_XPAY (each with its own seed). txid gets
+ * TXN_ID_BYTES bytes. */
 void txn_id_of(const struct engine_cmd *cmd, uint32_t p, uint8_t *txid);
 
 /* The coordinator row of txid in partition p, or NULL. */
@@ -180,6 +183,13 @@ const struct txn_row *txn_find_coord(const struct store *s, uint32_t p, const ui
 /* A coordinator row aborted by the prepare timeout, every leg's abort acknowledged, with
  * attempts left: the same command (its retry) begins it again instead of answering -TRYAGAIN. */
 bool txn_restartable(const struct txn_row *r);
+
+/* An order of partition p paid by a cross-partition payment that is committed: its buyer and
+ * merchant accounts (borrowing the payment's row, valid until the next record) and true; false
+ * for an order paid otherwise, not paid, or whose payment's row was since reused. Its refund
+ * is then a transaction too (ORDER_REFUND_XPAY: the merchant's partition pays back). */
+bool txn_paid_across(const struct store *s, uint32_t p, const struct engine_key *order,
+                     struct engine_key *buyer, struct engine_key *merchant);
 
 /* Rows not yet final in partition p (the in-flight count). */
 uint32_t txn_inflight(const struct store *s, uint32_t p);

@@ -55,6 +55,17 @@ static void scenario_shop(struct harness *h)
     struct engine_cmd ext = {.type = ENGINE_ORDER_PAY_EXTERNAL, .key = K("o5"), .key2 = K("ref")};
     assert_ok(run(h, &ext));
     assert_ok(refund(h, "o5", false));
+    /* The refund of an order paid across partitions: only of one paid externally. */
+    assert_int(place(h, "o7", "u3", "radio", 1), 100);
+    struct engine_cmd xr = {.type = ENGINE_ORDER_REFUND_XPAY,
+                            .key = K("o7"),
+                            .key2 = K("buyer"),
+                            .key3 = K("shop"),
+                            .num = 1};
+    ext.key = K("o7");
+    ext.request_id = (struct engine_key){0};
+    assert_ok(run(h, &ext));
+    assert_ok(run(h, &xr));
     assert_int(place(h, "o6", "u3", "radio", 1), 100);
     assert_int(sku_op(h, ENGINE_SKU_RESTOCK, "radio", 4), 5);
     assert_int(sku_op(h, ENGINE_SKU_ADJUST, "radio", 1), 4);

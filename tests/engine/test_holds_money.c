@@ -277,3 +277,57 @@ Test(holds, refund_of_a_committed_hold_restocks_or_writes_off_once)
     assert_err(run(&h, &unknown), SM_E_NOTFOUND);
     engine_free(&h.e);
 }
+
+/* ---- the refund of an order paid by a cross-partition payment (node/txn.c) ---- */
+
+/* An order of qty units of sku (a local command: place() keeps its command in a static that
+ * would point into this test's harness). */
+static const struct engine_reply *place_local(struct harness *h, const char *id, const char *user,
+                                              int64_t qty)
+{
+    struct engine_cmd c = {
+        .type = ENGINE_ORDER_PLACE, .key = K(id), .key2 = K(user), .num = 5000, .items_count = 1};
+    c.items[0] = (struct engine_item){.sku = K("tv"), .quantity = qty};
+    return run(h, &c);
+}
+
+Test(orders, refund_xpay_refunds_an_externally_paid_order_without_moving_money)
+{
+    struct harness h;
+    harness_init(&h);
+    assert_ok(sku_create(&h, "tv", 10, 2, 100));
+    assert_ok(acct(&h, ENGINE_ACCOUNT_OPEN, "buyer", 0));
+    assert_ok(acct(&h, ENGINE_ACCOUNT_OPEN, "shop", 0));
+    assert_int(acct(&h, ENGINE_ACCOUNT_DEPOSIT, "buyer", 1000), 1000);
+    struct engine_cmd xr = {.type = ENGINE_ORDER_REFUND_XPAY,
+                            .key = K("o1"),
+                            .key2 = K("buyer"),
+                            .key3 = K("shop"),
+                            .num = 1};
+    /* Paid from this partition's accounts: a plain ORDER_REFUND's job, refused here. */
+    assert_int(place_local(&h, "o1", "alice", 2), 200);
+    assert_ok(pay(&h, "o1", "buyer", "shop"));
+    assert_err(run(&h, &xr), SM_E_STATE);
+    cr_assert_eq(balance(&h, "shop"), 200);
+    /* Paid externally (the transaction's reference): items back, the per-user count given
+     * back, no money moved (the legs move it), and only once. */
+    assert_int(place_local(&h, "o2", "bob", 2), 200);
+    struct engine_cmd ext = {.type = ENGINE_ORDER_PAY_EXTERNAL, .key = K("o2"), .key2 = K("tx")};
+    assert_ok(run(&h, &ext));
+    xr.key = K("o2");
+    xr.request_id = (struct engine_key){0};
+    assert_ok(run(&h, &xr));
+    cr_assert_eq(balance(&h, "buyer"), 800);
+    cr_assert_eq(balance(&h, "shop"), 200);
+    cr_assert_eq(sku_field(&h, "tv", "available"), 8);
+    assert_int(place_local(&h, "o3", "bob", 2), 200);
+    xr.request_id = (struct engine_key){0};
+    assert_err_msg(run(&h, &xr), SM_E_STATE, "REFUNDED");
+    xr.key3 = K("buyer"); /* the same account twice: no such record */
+    uint8_t buf[SM_ENGINE_RECORD_BYTES_MAX];
+    size_t len = 0;
+    cr_assert_eq(engine_encode(&xr, buf, sizeof buf, &len), SM_E_BADARG);
+    char why[160];
+    cr_assert(engine_check(&h.e, why, sizeof why), "%s", why);
+    engine_free(&h.e);
+}

@@ -572,9 +572,12 @@ Test(txn, a_refund_restocks_or_writes_off_the_items_of_every_partition)
     place_and_pay(&h, "r1", id);
     uint32_t p = (uint32_t)strtoul(id, NULL, 16);
     snprintf(line, sizeof line, "ORDER.REFUND f1 %s RESTOCK", id);
-    cr_assert_str_eq(cmd(&h, line), "+OK\r\n");
+    cr_assert_str_eq(cmd(&h, line), "", "paid across partitions: the refund is a transaction");
     drive(&h);
+    cr_assert_str_eq(h.reply, "+OK\r\n");
     check_all_or_nothing(&h, "REFUNDED"); /* every SKU: 10 available again */
+    cr_assert_eq(balance(&h, h.acct[0]), 10000, "the buyer has the money back");
+    cr_assert_eq(balance(&h, h.acct[1]), 10000);
     cr_assert_eq(txn_inflight(h.s, p), 0);
     /* A retry changes nothing; another refund is -STATE. */
     cr_assert_str_eq(cmd(&h, line), "+OK\r\n");
@@ -585,8 +588,11 @@ Test(txn, a_refund_restocks_or_writes_off_the_items_of_every_partition)
     /* The per-user counts went back everywhere: alice can buy the same again. */
     place_and_pay(&h, "r2", id);
     snprintf(line, sizeof line, "ORDER.REFUND f3 %s WRITEOFF", id);
-    cr_assert_str_eq(cmd(&h, line), "+OK\r\n");
+    cmd(&h, line);
     drive(&h);
+    cr_assert_str_eq(h.reply, "+OK\r\n");
+    cr_assert_eq(balance(&h, h.acct[0]), 10000);
+    cr_assert_eq(balance(&h, h.acct[1]), 10000);
     for (int i = 0; i < 3; i++) {
         cr_assert_eq(sku_field(&h, h.sku[i], "sold"), 0);
         cr_assert_eq(sku_field(&h, h.sku[i], "stocked"), 10 - (i + 1), "%s", h.sku[i]);
@@ -615,19 +621,200 @@ Test(txn, a_refund_that_overtakes_the_commit_of_the_remote_holds_waits_for_it)
         for (int i = 0; i < early; i++)
             batch(&h);
         snprintf(line, sizeof line, "ORDER.REFUND f1 %s RESTOCK", id);
-        cr_assert_str_eq(cmd(&h, line), "+OK\r\n");
+        cmd(&h, line);
+        for (int i = 0; i < 64 && strcmp(h.reply, "+OK\r\n") != 0; i++)
+            batch(&h);
+        cr_assert_str_eq(h.reply, "+OK\r\n");
         batch(&h);
         cr_assert_eq(store_sync(h.s), 0);
         sm_faulty_fs_crash(&h.disk);
         store_close(h.s);
         free(h.s);
+        h.c.waiting_for = 0;
         open_store(&h);
         drive(&h);
         tick_at(&h, SM_TXN_RESEND_MS + 1);
         drive(&h);
         check_all_or_nothing(&h, "REFUNDED");
+        cr_assert_eq(balance(&h, h.acct[0]), 10000);
+        cr_assert_eq(balance(&h, h.acct[1]), 10000);
         cr_assert_eq(txn_inflight(h.s, (uint32_t)strtoul(id, NULL, 16)), 0);
         harness_free(&h);
+    }
+}
+
+/* ---- refunds of orders paid across partitions: the money goes back -------------------- */
+
+/* Places alice's order (three partitions, or only the coordinator's SKU) and pays it from
+ * acct[0] to acct[1] (partitions of their own); returns its id. */
+static void place_and_pay_n(struct harness *h, const char *rid, bool three, char *id)
+{
+    char line[256];
+    if (three)
+        place_line(h, rid, line, sizeof line);
+    else
+        snprintf(line, sizeof line, "ORDER.PLACE %s alice 60000 %s 2", rid, h->sku[0]);
+    order_id(place_now(h, line), id);
+    cr_assert_neq(id[0], '\0', "%s", h->reply);
+    snprintf(line, sizeof line, "ORDER.PAY p%s %s %s %s", rid, id, h->acct[0], h->acct[1]);
+    cmd(h, line);
+    drive(h);
+    cr_assert_str_eq(h->reply, "+OK\r\n");
+}
+
+/* The order's price: 100 + 2*200 + 3*300 across three partitions, or two of sku[0]. */
+static int64_t order_price(bool three)
+{
+    return three ? 1400 : 200;
+}
+
+static void check_refunded(struct harness *h, bool three, bool refunded, const char *id)
+{
+    int64_t price = order_price(three);
+    int64_t a = balance(h, h->acct[0]), b = balance(h, h->acct[1]);
+    cr_assert_eq(a + b, 20000, "%ld + %ld", (long)a, (long)b);
+    cr_assert_str_eq(order_state(h, id), refunded ? "REFUNDED" : "PAID");
+    cr_assert_eq(a, refunded ? 10000 : 10000 - price, "buyer %ld", (long)a);
+    if (three) {
+        check_all_or_nothing(h, refunded ? "REFUNDED" : "PAID");
+    } else {
+        cr_assert_eq(sku_field(h, h->sku[0], "sold"), refunded ? 0 : 2);
+        cr_assert_eq(sku_field(h, h->sku[0], "available"), refunded ? 10 : 8);
+        check_invariants(h);
+    }
+}
+
+Test(txn, a_refund_of_an_order_paid_across_partitions_pays_the_buyer_back_once)
+{
+    for (int three = 0; three < 2; three++) {
+        struct harness h;
+        harness_init(&h, 20 + (uint64_t)three);
+        stock_up_limited(&h, 3);
+        char line[256], id[32];
+        place_and_pay_n(&h, "r1", three, id);
+        check_refunded(&h, three, false, id);
+        uint32_t p = (uint32_t)strtoul(id, NULL, 16);
+        snprintf(line, sizeof line, "ORDER.REFUND f1 %s WRITEOFF", id);
+        cr_assert_str_eq(cmd(&h, line), "", "parked until the decision is durable");
+        /* The same request id with other arguments is refused while it runs and after. */
+        snprintf(line, sizeof line, "ORDER.REFUND f1 %s RESTOCK", id);
+        cr_assert(strncmp(cmd(&h, line), "-IDEMPOTENCY", 12) == 0, "%s", h.reply);
+        drive(&h);
+        snprintf(line, sizeof line, "ORDER.REFUND f1 %s WRITEOFF", id);
+        cr_assert_str_eq(cmd(&h, line), "+OK\r\n", "a retry gets the outcome");
+        drive(&h);
+        cr_assert_str_eq(order_state(&h, id), "REFUNDED");
+        int64_t price = order_price(three);
+        cr_assert_eq(balance(&h, h.acct[0]), 10000);
+        cr_assert_eq(balance(&h, h.acct[1]), 10000);
+        cr_assert_eq(sku_field(&h, h.sku[0], "stocked"), three ? 9 : 8, "written off");
+        (void)price;
+        /* Another refund (another request id) moves nothing. */
+        snprintf(line, sizeof line, "ORDER.REFUND f2 %s RESTOCK", id);
+        cr_assert(strncmp(cmd(&h, line), "-STATE", 6) == 0, "%s", h.reply);
+        drive(&h);
+        cr_assert_eq(balance(&h, h.acct[0]), 10000);
+        cr_assert_eq(balance(&h, h.acct[1]), 10000);
+        for (uint32_t q = 0; q < PARTITIONS; q++)
+            cr_assert_eq(txn_inflight(h.s, q), 0, "partition %u", q);
+        check_invariants(&h);
+        (void)p;
+        harness_free(&h);
+    }
+}
+
+Test(txn, a_refund_the_merchant_cannot_pay_is_refused_and_moves_nothing)
+{
+    struct harness h;
+    harness_init(&h, 22);
+    stock_up(&h);
+    char line[256], id[32];
+    place_and_pay_n(&h, "r1", true, id);
+    /* The merchant spends all but 100 cents: the refund's debit votes no (NOFUNDS). */
+    snprintf(line, sizeof line, "ACCOUNT.WITHDRAW w1 %s %d", h.acct[1], 10000 + 1400 - 100);
+    cmd_ok(&h, line);
+    snprintf(line, sizeof line, "ORDER.REFUND f1 %s RESTOCK", id);
+    cmd(&h, line);
+    drive(&h);
+    cr_assert(strncmp(h.reply, "-NOFUNDS", 8) == 0, "%s", h.reply);
+    cr_assert_str_eq(order_state(&h, id), "PAID");
+    cr_assert_eq(balance(&h, h.acct[0]), 10000 - 1400);
+    cr_assert_eq(balance(&h, h.acct[1]), 100);
+    check_all_or_nothing(&h, "PAID");
+    /* Once the merchant has the money, a new refund goes through. */
+    snprintf(line, sizeof line, "ACCOUNT.DEPOSIT d9 %s 5000", h.acct[1]);
+    cmd_ok(&h, line);
+    snprintf(line, sizeof line, "ORDER.REFUND f2 %s RESTOCK", id);
+    cmd(&h, line);
+    drive(&h);
+    cr_assert_str_eq(h.reply, "+OK\r\n");
+    cr_assert_eq(balance(&h, h.acct[0]), 10000);
+    cr_assert_eq(balance(&h, h.acct[1]), 5100 - 1400);
+    check_all_or_nothing(&h, "REFUNDED");
+    harness_free(&h);
+}
+
+/* Crash after `steps` half-batches of the refund, recover, retry, and check: the money is back
+ * exactly once with the items, or nothing moved and the retry does it. */
+static void crash_refund_at(int steps, uint64_t seed, bool three, bool *finished)
+{
+    struct harness h;
+    harness_init(&h, seed);
+    stock_up_limited(&h, 3);
+    char line[256], id[32];
+    place_and_pay_n(&h, "r1", three, id);
+    snprintf(line, sizeof line, "ORDER.REFUND f1 %s RESTOCK", id);
+    cmd(&h, line);
+    *finished = false;
+    for (int done = 0; done < steps; done++) {
+        if (done % 2 == 0) {
+            cr_assert_eq(store_sync(h.s), 0);
+            store_txn_durable(h.s);
+        } else {
+            cr_assert_eq(store_txn_deliver(h.s), 0);
+        }
+        if (!store_txn_ready(h.s) && h.s->outbox_pending.len == 0 && !store_dirty(h.s)) {
+            *finished = true;
+            break;
+        }
+    }
+    sm_faulty_fs_crash(&h.disk);
+    store_close(h.s);
+    free(h.s);
+    h.c.waiting_for = 0;
+    open_store(&h);
+    check_invariants(&h);
+    drive(&h);
+    tick_at(&h, SM_TXN_RESEND_MS + 1);
+    drive(&h);
+    /* Settled: refunded with the money back, or still paid with nothing moved. */
+    int64_t a = balance(&h, h.acct[0]);
+    check_refunded(&h, three, a == 10000, id);
+    cmd(&h, line); /* the client's retry */
+    drive(&h);
+    cr_assert_str_eq(h.reply, "+OK\r\n", "step %d seed %llu: %s", steps, (unsigned long long)seed,
+                     h.reply);
+    check_refunded(&h, three, true, id);
+    for (uint32_t q = 0; q < PARTITIONS; q++)
+        cr_assert_eq(txn_inflight(h.s, q), 0, "step %d partition %u", steps, q);
+    /* alice's per-user counts came back everywhere: she can buy the same again. */
+    place_and_pay_n(&h, "r2", three, id);
+    harness_free(&h);
+}
+
+Test(txn, a_crash_at_every_step_of_a_refund_paid_across_partitions_pays_back_once)
+{
+    for (int three = 0; three < 2; three++) {
+        int steps = 0;
+        for (; steps < 40; steps++) {
+            bool finished = false;
+            for (uint64_t seed = 1; seed <= 3; seed++)
+                crash_refund_at(steps, seed * 313 + (uint64_t)steps, three, &finished);
+            if (finished)
+                break;
+        }
+        cr_assert_lt(steps, 40, "the refund never finished");
+        cr_assert_geq(steps, 4, "a crash was tried at every step");
     }
 }
 
