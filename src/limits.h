@@ -300,6 +300,31 @@
 /* A host name for peer_net_set_address: a numeric IPv4 or IPv6 address, as text. */
 #define SM_PEER_HOST_BYTES_MAX 64
 
+/* ---- cluster clients (src/cli: shardmart bench --cluster, check, the set-up) ------------------
+ */
+
+/* A request refused with -TRYAGAIN or -CLUSTERDOWN, or whose connection was refused or lost, is
+ * sent again with the same request id after a back-off that doubles from 10 ms to 200 ms: quick
+ * enough to see a failover end within a few ms, slow enough that a client of a dead partition
+ * costs the nodes five requests a second. */
+#define SM_CLIENT_RETRY_MIN_MS 10
+#define SM_CLIENT_RETRY_MAX_MS 200
+/* A request still unanswered this long after it was first sent is given up (a clear error, and
+ * "unknown" in the history when an attempt may have been applied): five times the 2 s a failover
+ * is meant to take with a 1 s lease. */
+#define SM_CLIENT_RETRY_TOTAL_MS 10000
+/* -MOVED hops one request follows at once; past it (nodes disagree while a config changes) it
+ * backs off like a -TRYAGAIN instead of bouncing between nodes at full speed. */
+#define SM_CLIENT_REDIRECTS_MAX 8
+/* Node addresses one cluster client keeps (one connection per node per client connection): a
+ * cluster larger than this is driven by several benchmark processes. */
+#define SM_CLIENT_NODES_MAX 64
+/* A request on a live connection unanswered this long: the connection is dropped and its requests
+ * retried elsewhere (a paused primary keeps its sockets open and answers nothing). */
+#define SM_CLIENT_REPLY_TIMEOUT_MS 3000
+/* "host:port" of a node in a -MOVED reply or CLUSTER.NODES. */
+#define SM_CLIENT_ADDR_BYTES_MAX 64
+
 _Static_assert(SM_KEY_BYTES_MAX < SM_REQUEST_BYTES_MAX, "a key must fit in a request");
 _Static_assert(2 * SM_ORDER_ITEMS_MAX + 32 <= SM_REQUEST_ARGS_MAX,
                "a full order must fit in one command");
@@ -351,5 +376,11 @@ _Static_assert(SM_PEER_RECONNECT_MIN_MS_DEFAULT <= SM_PEER_RECONNECT_MAX_MS_DEFA
 _Static_assert(SM_PLOG_ENTRY_BYTES_MAX >= SM_REQUEST_BYTES_MAX, "a request fits in a plog entry");
 _Static_assert(SM_PLOG_SNAPSHOT_BYTES_MAX >= SM_CLUSTER_SNAPSHOT_BYTES_MAX,
                "a shipped snapshot fits in a plog snapshot file");
+
+_Static_assert(SM_CLIENT_RETRY_MIN_MS <= SM_CLIENT_RETRY_MAX_MS &&
+                   SM_CLIENT_RETRY_MAX_MS < SM_CLIENT_RETRY_TOTAL_MS,
+               "a client backs off several times before it gives up");
+_Static_assert(SM_CLIENT_REPLY_TIMEOUT_MS < SM_CLIENT_RETRY_TOTAL_MS,
+               "a request on a paused node is retried before it is given up");
 
 #endif

@@ -8,10 +8,21 @@
  * connection. Loopback and plain TCP only.
  *
  *   rc_command() -> out buffer -> rc_flush() -> socket -> rc_fill() -> in buffer -> rc_next()
+ *
+ * Cluster routing (docs/cluster.md): a connection opened by rc_open follows redirects the way a
+ * Redis Cluster client does. It keeps a copy of every command it sent and not yet saw answered;
+ * when rc_next parses a -MOVED reply it sends that command again, byte for byte (so with the same
+ * request id), to the node the reply names, on a side connection, and waits for the answer, which
+ * it hands out in place of the -MOVED. -TRYAGAIN and -CLUSTERDOWN are retried the same way after a
+ * back-off (SM_CLIENT_RETRY_*, src/limits.h). A single node never sends these replies, so the
+ * one-node tools see no difference; a redirect only makes rc_next block for its round trip.
+ * `shardmart check` and the benchmark's set-up and final read use this; the benchmark's load loop
+ * routes by itself (bench_loop.c) and turns it off with rc_unfollow().
  */
 #ifndef SHARDMART_CLI_RESP_CLIENT_H
 #define SHARDMART_CLI_RESP_CLIENT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -35,12 +46,19 @@ struct rc_conn {
     size_t in_cap;
     struct resp_value vals[RC_REPLY_NODES_MAX];
     size_t vals_n;
+    char host[16]; /* the IPv4 address connected to, and its port */
+    int port;
+    struct rc_follow *follow; /* redirect state; NULL when not following */
 };
 
 /* Connects to host:port (a numeric IPv4 address or "localhost"). 0, or SM_E_IO / SM_E_BADARG
  * with errno telling why; on error nothing needs closing. */
 MUST_USE int rc_open(struct rc_conn *c, const char *host, int port);
 void rc_close(struct rc_conn *c);
+
+/* Turns following of -MOVED / -TRYAGAIN / -CLUSTERDOWN off (rc_open turns it on). Only between
+ * replies: no command may be outstanding. */
+void rc_unfollow(struct rc_conn *c);
 
 /* Appends one command of argc strings to the output buffer (nothing is sent yet). */
 void rc_command(struct rc_conn *c, int argc, const char *const *argv);
@@ -53,7 +71,9 @@ size_t rc_pending(const struct rc_conn *c);
 /* Reads what the socket has now. 0, or SM_E_IO when the peer closed or the read failed. */
 MUST_USE int rc_fill(struct rc_conn *c);
 
-/* Takes the next complete reply from the input: 1 (vals filled), 0 (need more), SM_E_PROTO. */
+/* Takes the next complete reply from the input: 1 (vals filled), 0 (need more), SM_E_PROTO.
+ * When following, a redirected reply is replaced by the final answer (see above): that may block
+ * and may also return SM_E_IO or SM_E_TIMEOUT (the node it was sent to failed). */
 MUST_USE int rc_next(struct rc_conn *c);
 
 /* Sends what is buffered and waits for one reply: 0, SM_E_IO, SM_E_PROTO or SM_E_TIMEOUT. */
