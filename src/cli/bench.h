@@ -32,6 +32,8 @@ enum bench_workload { BENCH_FLASH_SALE, BENCH_SPREAD, BENCH_CART, BENCH_LOCKS, B
 #define BENCH_AMOUNT_MAX     1000   /* cents moved by one deposit, withdrawal or transfer */
 #define BENCH_OUTCOMES_MAX   16     /* distinct error codes counted; the rest are "other" */
 #define BENCH_STALL_MS       10000 /* no reply for this long with requests out: the node is stuck */
+#define BENCH_OUTAGES_MAX    1024  /* partition outages listed; later ones are only counted */
+#define BENCH_NODE_NONE      UINT16_MAX /* a partition whose primary is not known yet */
 
 struct bench_config {
     enum bench_workload workload;
@@ -52,6 +54,40 @@ struct bench_config {
     const char *history;
     uint64_t seed;
     bool json;
+    bool cluster;  /* route every request to its partition's primary (bench_cluster.c) */
+    bool cold_map; /* --cluster without CLUSTER.PARTITIONS: learn every primary from -MOVED */
+};
+
+/*
+ * The cluster client's view (--cluster): the nodes' client addresses, and for every partition
+ * the node believed to be its primary, learnt from CLUSTER.NODES and CLUSTER.PARTITIONS and
+ * corrected by every -MOVED. A node that refused a connection or dropped one is "down" for a
+ * back-off that doubles from SM_CLIENT_RETRY_MIN_MS to SM_CLIENT_RETRY_MAX_MS; requests meant
+ * for it ask another node meanwhile. Also the availability of every partition, as the load sees
+ * it: when writes to it began to fail and when it last answered.
+ */
+struct bench_cluster {
+    uint32_t partitions;
+    uint32_t nodes_n;
+    char addr[SM_CLIENT_NODES_MAX][SM_CLIENT_ADDR_BYTES_MAX]; /* "a.b.c.d:port" */
+    char host[SM_CLIENT_NODES_MAX][16];
+    int port[SM_CLIENT_NODES_MAX];
+    uint64_t down_until_ns[SM_CLIENT_NODES_MAX]; /* since the load began; 0: up */
+    uint32_t down_backoff_ms[SM_CLIENT_NODES_MAX];
+    uint32_t any;          /* round robin over nodes for requests without a live primary */
+    uint16_t *primary;     /* [partitions]: an index into addr, or BENCH_NODE_NONE */
+    uint64_t *failing_ns;  /* [partitions]: since when writes fail (0: they do not) */
+    uint64_t *answered_ns; /* [partitions]: the last answer (0: none yet) */
+};
+
+/* One stretch of time in which writes to a partition got no answer (only refusals, lost or
+ * refused connections), from the first failure seen to the next answer. */
+struct bench_outage {
+    uint32_t partition;
+    uint64_t start_ns;    /* the first failure, since the load began */
+    uint64_t end_ns;      /* the next answer; the run's end when open */
+    uint64_t answered_ns; /* the last answer before the failure (0: none) */
+    bool open;            /* no answer came before the run ended */
 };
 
 /* One operation: what the history records about it besides its reply. */
@@ -92,6 +128,16 @@ struct bench_result {
     uint64_t ops;  /* replies received (and unanswered ops counted as lost) */
     uint64_t lost; /* sent but never answered (connection lost) */
     uint64_t elapsed_ns;
+    /* --cluster: redirects followed, requests sent again after a refusal or a lost connection,
+     * the longest window with no answered write (and when it began), and every outage. */
+    uint64_t redirects;
+    uint64_t retries;
+    uint64_t gap_max_ns;
+    uint64_t gap_start_ns;
+    uint64_t last_answer_ns;
+    struct bench_outage outages[BENCH_OUTAGES_MAX];
+    uint32_t outages_n;
+    uint64_t outages_dropped;
     struct latency_hist hist;
     struct bench_outcome outcomes[BENCH_OUTCOMES_MAX + 1]; /* the last is "other" */
     uint32_t outcomes_n;
@@ -123,10 +169,30 @@ void bench_history_line(FILE *f, uint32_t client, const struct bench_op *op, uin
 /* Counts an outcome in r. */
 void bench_count_outcome(struct bench_result *r, const char *code);
 
-/* Runs the load phase on cfg->clients fresh connections. 0, or a negative code after printing
- * why (a connection lost or stuck: the history still has every operation, unanswered ones as
- * "unknown"). */
+/* Sets m up with the seed node host:port, then reads CLUSTER.INFO (waiting, within
+ * SM_CLIENT_RETRY_TOTAL_MS, until it says cluster_state:ok), CLUSTER.NODES and, unless cold_map,
+ * CLUSTER.PARTITIONS over c. 0, or a negative code after printing why. Free with
+ * bench_cluster_free. */
+MUST_USE int bench_cluster_load(struct bench_cluster *m, struct rc_conn *c, bool cold_map);
+void bench_cluster_free(struct bench_cluster *m);
+/* The index of the node at addr, added when new; -1 when SM_CLIENT_NODES_MAX are known or addr is
+ * not "a.b.c.d:port". */
+int bench_cluster_node(struct bench_cluster *m, const char *addr);
+/* The partition op's key falls in (the order id's own for ORDER.PAYEXT and ORDER.CANCEL). */
+uint32_t bench_cluster_partition(const struct bench_cluster *m, const struct bench_op *op);
+/* Parses "MOVED <partition> <host:port>" (the reply's text after '-'): false when malformed. */
+bool bench_cluster_parse_moved(const char *text, size_t len, uint32_t *partition, char *addr,
+                               size_t cap);
+
+/* Runs the load phase on cfg->clients fresh connections to cfg->host:cfg->port, or, with m
+ * (--cluster), on a connection per client and node, routing every request through m: a request
+ * refused with -MOVED goes where the reply says; -TRYAGAIN, -CLUSTERDOWN and lost or refused
+ * connections are retried with the same request id after a back-off; a request unanswered
+ * SM_CLIENT_RETRY_TOTAL_MS after it was first sent ends the run. r gets the availability figures.
+ * 0, or a negative code after printing why (a connection lost or stuck, a request given up: the
+ * history still has every operation, those that may have happened as "unknown"). */
 MUST_USE int bench_loop_run(const struct bench_config *cfg, struct bench_workload_state *w,
-                            FILE *history, uint64_t start_ns, struct bench_result *r);
+                            FILE *history, uint64_t start_ns, struct bench_cluster *m,
+                            struct bench_result *r);
 
 #endif

@@ -45,7 +45,16 @@ const char cli_bench_usage[] =
     "  --history FILE    write one line per operation (TSV, see docs/tools.md)\n"
     "  --seed S          random seed (default 1)\n"
     "  --json            print the summary as one JSON object\n"
-    "exit: 0 done, 1 the node failed or went away, 2 usage\n";
+    "  --cluster         --host/--port is one node of a cluster: learn the partition map\n"
+    "                    (CLUSTER.NODES, CLUSTER.PARTITIONS), send every request to its\n"
+    "                    partition's primary, follow -MOVED, retry -TRYAGAIN, -CLUSTERDOWN and\n"
+    "                    lost connections with the same request id (flash-sale, spread, cart);\n"
+    "                    also prints the longest window without an answered write and every\n"
+    "                    partition's outage\n"
+    "  --cold-map        --cluster, but without reading CLUSTER.PARTITIONS: every primary is\n"
+    "                    learnt from its first -MOVED (tests and measures the redirect path)\n"
+    "exit: 0 done, 1 the node failed or went away (or, --cluster, a request got no answer\n"
+    "      for 10 s), 2 usage\n";
 
 /* Parses an integer flag value in [min, max]; false (after a message) when it is not one. */
 static bool parse_int(const char *flag, const char *s, int64_t min, int64_t max, int64_t *out)
@@ -121,6 +130,10 @@ static bool parse_flags(int argc, char **argv, struct bench_config *cfg)
             cfg->history = argv[++i];
         } else if (strcmp(argv[i], "--json") == 0) {
             cfg->json = true;
+        } else if (strcmp(argv[i], "--cluster") == 0) {
+            cfg->cluster = true;
+        } else if (strcmp(argv[i], "--cold-map") == 0) {
+            cfg->cluster = cfg->cold_map = true;
         } else {
             fprintf(stderr, "shardmart bench: unknown or incomplete option '%s'\n", argv[i]);
             return false;
@@ -185,6 +198,7 @@ static int setup(struct rc_conn *c, struct bench_workload_state *w, FILE *histor
 /* The run's SKUs as the node sees them at the end, summed. */
 struct stock_totals {
     int64_t available, reserved, sold, stocked;
+    bool read; /* false when a node did not answer: the sums are not the node's */
 };
 
 static int read_stock(struct rc_conn *c, const struct bench_workload_state *w,
@@ -211,6 +225,7 @@ static int read_stock(struct rc_conn *c, const struct bench_workload_state *w,
             t->stocked += k;
         }
     }
+    t->read = true;
     return 0;
 }
 
@@ -229,8 +244,79 @@ static const struct bench_outcome *outcome_at(const struct bench_result *r, uint
 static const double quantiles[] = {0.5, 0.9, 0.99, 0.999};
 static const char *const quantile_names[] = {"p50", "p90", "p99", "p99.9"};
 
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* The median and the maximum duration of r's outages, in ns (0 when none). */
+static void outage_stats(const struct bench_result *r, uint64_t *median_ns, uint64_t *max_ns)
+{
+    static uint64_t d[BENCH_OUTAGES_MAX];
+    for (uint32_t i = 0; i < r->outages_n; i++)
+        d[i] = r->outages[i].end_ns - r->outages[i].start_ns;
+    qsort(d, r->outages_n, sizeof d[0], cmp_u64);
+    *median_ns = r->outages_n ? d[r->outages_n / 2] : 0;
+    *max_ns = r->outages_n ? d[r->outages_n - 1] : 0;
+}
+
+/* Outage lines printed one by one; the rest are summed up in the median and maximum. */
+#define BENCH_OUTAGE_LINES_MAX 32
+
+static void print_availability(const struct bench_cluster *m, const struct bench_result *r)
+{
+    uint64_t median_ns = 0, max_ns = 0;
+    outage_stats(r, &median_ns, &max_ns);
+    printf("  cluster: %u nodes, %u partitions; %llu redirects followed, %llu requests sent "
+           "again\n",
+           m->nodes_n, m->partitions, (unsigned long long)r->redirects,
+           (unsigned long long)r->retries);
+    printf("  longest window with no answered write: %.1f ms (from +%.3f s)\n",
+           (double)r->gap_max_ns / 1e6, (double)r->gap_start_ns / 1e9);
+    printf("  partition outages: %u (median %.1f ms, max %.1f ms)%s\n",
+           r->outages_n + (uint32_t)r->outages_dropped, (double)median_ns / 1e6,
+           (double)max_ns / 1e6,
+           r->outages_dropped ? " (the median and max of the first ones)" : "");
+    for (uint32_t i = 0; i < r->outages_n && i < BENCH_OUTAGE_LINES_MAX; i++) {
+        const struct bench_outage *o = &r->outages[i];
+        printf("    partition %u: %.1f ms without an answer from +%.3f s%s\n", o->partition,
+               (double)(o->end_ns - o->start_ns) / 1e6, (double)o->start_ns / 1e9,
+               o->open ? ", still unavailable at the end" : "");
+    }
+    if (r->outages_n > BENCH_OUTAGE_LINES_MAX)
+        printf("    ... and %u more\n", r->outages_n - BENCH_OUTAGE_LINES_MAX);
+}
+
+static json_t *availability_json(const struct bench_cluster *m, const struct bench_result *r)
+{
+    uint64_t median_ns = 0, max_ns = 0;
+    outage_stats(r, &median_ns, &max_ns);
+    json_t *o = json_object(), *list = json_array();
+    json_object_set_new(o, "nodes", json_integer(m->nodes_n));
+    json_object_set_new(o, "partitions", json_integer(m->partitions));
+    json_object_set_new(o, "redirects", json_integer((json_int_t)r->redirects));
+    json_object_set_new(o, "retries", json_integer((json_int_t)r->retries));
+    json_object_set_new(o, "gap_max_ms", json_real((double)r->gap_max_ns / 1e6));
+    json_object_set_new(o, "gap_start_s", json_real((double)r->gap_start_ns / 1e9));
+    json_object_set_new(o, "outage_median_ms", json_real((double)median_ns / 1e6));
+    json_object_set_new(o, "outage_max_ms", json_real((double)max_ns / 1e6));
+    json_object_set_new(o, "outages_dropped", json_integer((json_int_t)r->outages_dropped));
+    for (uint32_t i = 0; i < r->outages_n; i++) {
+        const struct bench_outage *x = &r->outages[i];
+        json_t *e = json_object();
+        json_object_set_new(e, "partition", json_integer(x->partition));
+        json_object_set_new(e, "start_s", json_real((double)x->start_ns / 1e9));
+        json_object_set_new(e, "ms", json_real((double)(x->end_ns - x->start_ns) / 1e6));
+        json_object_set_new(e, "open", json_boolean(x->open));
+        json_array_append_new(list, e);
+    }
+    json_object_set_new(o, "outages", list);
+    return o;
+}
+
 static void print_text(const struct bench_config *cfg, const struct bench_result *r,
-                       const struct stock_totals *t, uint32_t skus_n)
+                       const struct stock_totals *t, uint32_t skus_n, const struct bench_cluster *m)
 {
     double s = (double)r->elapsed_ns / 1e9;
     printf("%s: %llu ops in %.3f s = %.0f ops/s (%u clients x pipeline %u, %s)\n",
@@ -247,13 +333,18 @@ static void print_text(const struct bench_config *cfg, const struct bench_result
         printf(" %s %.3f", quantile_names[i],
                (double)latency_hist_quantile(&r->hist, quantiles[i]) / 1e6);
     printf(" max %.3f mean %.3f\n", (double)r->hist.max / 1e6, latency_hist_mean(&r->hist) / 1e6);
-    printf("  stock (%u SKUs): stocked %lld available %lld reserved %lld sold %lld\n", skus_n,
-           (long long)t->stocked, (long long)t->available, (long long)t->reserved,
-           (long long)t->sold);
+    if (t->read)
+        printf("  stock (%u SKUs): stocked %lld available %lld reserved %lld sold %lld\n", skus_n,
+               (long long)t->stocked, (long long)t->available, (long long)t->reserved,
+               (long long)t->sold);
+    else
+        printf("  stock (%u SKUs): not read back (a node did not answer)\n", skus_n);
+    if (m)
+        print_availability(m, r);
 }
 
 static void print_json(const struct bench_config *cfg, const struct bench_result *r,
-                       const struct stock_totals *t, uint32_t skus_n)
+                       const struct stock_totals *t, uint32_t skus_n, const struct bench_cluster *m)
 {
     double s = (double)r->elapsed_ns / 1e9;
     json_t *o = json_object(), *outcomes = json_object(), *lat = json_object();
@@ -276,10 +367,13 @@ static void print_json(const struct bench_config *cfg, const struct bench_result
     json_object_set_new(o, "outcomes", outcomes);
     json_object_set_new(o, "latency_ms", lat);
     json_object_set_new(o, "skus", json_integer(skus_n));
+    json_object_set_new(o, "stock_read", json_boolean(t->read));
     json_object_set_new(o, "stocked", json_integer(t->stocked));
     json_object_set_new(o, "available", json_integer(t->available));
     json_object_set_new(o, "reserved", json_integer(t->reserved));
     json_object_set_new(o, "sold", json_integer(t->sold));
+    if (m)
+        json_object_set_new(o, "cluster", availability_json(m, r));
     char *text = json_dumps(o, JSON_COMPACT);
     if (text)
         puts(text);
@@ -303,7 +397,8 @@ static FILE *open_history(const char *path, const struct bench_config *cfg,
 }
 
 /* Set-up, load, final read, summary; the exit code. */
-static int run(const struct bench_config *cfg, struct bench_workload_state *w, FILE *history)
+static int run(const struct bench_config *cfg, struct bench_workload_state *w, FILE *history,
+               struct bench_cluster *m)
 {
     struct rc_conn c;
     if (rc_open(&c, cfg->host, cfg->port) != 0) {
@@ -316,14 +411,23 @@ static int run(const struct bench_config *cfg, struct bench_workload_state *w, F
     latency_hist_init(&r.hist);
     struct stock_totals t = {0};
     int rc = setup(&c, w, history);
-    rc = rc ? rc : bench_loop_run(cfg, w, history, bench_now_ns(), &r);
+    if (rc == 0 && m && w->skus_n > 0) {
+        struct bench_op first = {.kind = HISTORY_CREATE};
+        (void)snprintf(first.args, sizeof first.args, "%s", w->skus[0]);
+        uint32_t p = bench_cluster_partition(m, &first);
+        fprintf(stderr,
+                "shardmart bench: --cluster: %u nodes, %u partitions; the first SKU (%s) "
+                "is in partition %u\n",
+                m->nodes_n, m->partitions, w->skus[0], p);
+    }
+    rc = rc ? rc : bench_loop_run(cfg, w, history, bench_now_ns(), m, &r);
     int rc_read = read_stock(&c, w, &t);
     rc_close(&c);
     if (r.ops > 0 || rc == 0) {
         if (cfg->json)
-            print_json(cfg, &r, &t, w->skus_n);
+            print_json(cfg, &r, &t, w->skus_n, m);
         else
-            print_text(cfg, &r, &t, w->skus_n);
+            print_text(cfg, &r, &t, w->skus_n, m);
     }
     if (rc == 0 && rc_read != 0)
         fprintf(stderr, "shardmart bench: reading the stock back failed: %s\n",
@@ -355,6 +459,20 @@ static uint32_t ask_partitions(const struct bench_config *cfg)
     return (uint32_t)p;
 }
 
+/* --cluster: the partition map, from the node at --host/--port. 0, or non-zero after a message. */
+static int load_cluster(const struct bench_config *cfg, struct bench_cluster *m)
+{
+    struct rc_conn c;
+    if (rc_open(&c, cfg->host, cfg->port) != 0) {
+        fprintf(stderr, "shardmart bench: cannot connect to %s:%d: %s\n", cfg->host, cfg->port,
+                strerror(errno));
+        return 1;
+    }
+    int rc = bench_cluster_load(m, &c, cfg->cold_map);
+    rc_close(&c);
+    return rc;
+}
+
 int cli_bench(int argc, char **argv)
 {
     struct bench_config cfg = {.host = "127.0.0.1"};
@@ -374,6 +492,23 @@ int cli_bench(int argc, char **argv)
     cfg.workload = (enum bench_workload)k;
     if (!parse_flags(argc, argv, &cfg))
         return 2;
+    static struct bench_cluster m;
+    memset(&m, 0, sizeof m);
+    if (cfg.cluster) {
+        if (cfg.workload == BENCH_LOCKS || cfg.workload == BENCH_MIXED) {
+            fprintf(stderr,
+                    "shardmart bench: %s needs a lock session, and sessions span every "
+                    "partition: not in cluster mode yet (docs/cluster.md)\n",
+                    workload_names[cfg.workload]);
+            return 2;
+        }
+        int rc = load_cluster(&cfg, &m);
+        if (rc != 0) {
+            bench_cluster_free(&m);
+            return 1;
+        }
+        cfg.partitions = m.partitions;
+    }
     if (cfg.partitions == 0)
         cfg.partitions = cfg.workload == BENCH_CART || cfg.workload == BENCH_MIXED
                              ? ask_partitions(&cfg)
@@ -386,11 +521,12 @@ int cli_bench(int argc, char **argv)
         return 2;
     }
     FILE *history = cfg.history ? open_history(cfg.history, &cfg, &w) : NULL;
-    int code = cfg.history && !history ? 2 : run(&cfg, &w, history);
+    int code = cfg.history && !history ? 2 : run(&cfg, &w, history, cfg.cluster ? &m : NULL);
     if (history && fclose(history) != 0) {
         fprintf(stderr, "shardmart bench: writing %s failed: %s\n", cfg.history, strerror(errno));
         code = 1;
     }
     bench_workload_free(&w);
+    bench_cluster_free(&m);
     return code;
 }
