@@ -396,6 +396,15 @@ static FILE *open_history(const char *path, const struct bench_config *cfg,
     return f;
 }
 
+/* --cluster: a connection to the first node of m that accepts one. 0, or SM_E_IO with c->fd -1. */
+static int open_any(struct rc_conn *c, const struct bench_cluster *m)
+{
+    for (uint32_t i = 0; i < m->nodes_n; i++)
+        if (rc_open(c, m->host[i], m->port[i]) == 0)
+            return 0;
+    return SM_E_IO;
+}
+
 /* Set-up, load, final read, summary; the exit code. */
 static int run(const struct bench_config *cfg, struct bench_workload_state *w, FILE *history,
                struct bench_cluster *m)
@@ -421,8 +430,13 @@ static int run(const struct bench_config *cfg, struct bench_workload_state *w, F
                 m->nodes_n, m->partitions, w->skus[0], p);
     }
     rc = rc ? rc : bench_loop_run(cfg, w, history, bench_now_ns(), m, &r);
-    int rc_read = read_stock(&c, w, &t);
-    rc_close(&c);
+    if (m) { /* the set-up's node may have died and come back during the load: a fresh one */
+        rc_close(&c);
+        (void)open_any(&c, m); /* on failure c.fd is -1 and nothing needs closing */
+    }
+    int rc_read = c.fd >= 0 ? read_stock(&c, w, &t) : SM_E_IO;
+    if (c.fd >= 0)
+        rc_close(&c);
     if (r.ops > 0 || rc == 0) {
         if (cfg->json)
             print_json(cfg, &r, &t, w->skus_n, m);
