@@ -10,6 +10,7 @@
  */
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
+#include <fcntl.h>
 #include <hiredis/hiredis.h>
 #include <jansson.h>
 #include <netinet/in.h>
@@ -17,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -33,6 +35,8 @@ static struct node_proc nodes[NODES];
 static char spec[256];
 static char name[32];
 static char dir[] = "/tmp/shardmart-clbench-XXXXXX";
+static char adv[NODES][32];       /* each node's --advertise, kept across a restart */
+static struct node_proc old_node; /* a killed node's first directory (holds its data) */
 
 static int64_t mono_ms(void)
 {
@@ -68,6 +72,19 @@ static char *cluster_text(int i, const char *cmd)
     return text;
 }
 
+/* Starts node i (on data_dir when not NULL: a restart) with the cluster's flags. */
+static void start_node(int i, const char *data_dir)
+{
+    char id[8], parts[8];
+    snprintf(id, sizeof id, "%d", i);
+    snprintf(parts, sizeof parts, "%d", PARTITIONS);
+    const char *const flags[] = {
+        "--cluster",  spec,   "--node-id",      id,    "--advertise", adv[i],
+        "--zone",     "z",    "--partitions",   parts, "--replicas",  "3",
+        "--lease-ms", "1000", "--cluster-name", name,  NULL};
+    cr_assert_eq(node_proc_start(&nodes[i], data_dir, flags), 0, "node %d did not start", i);
+}
+
 static void setup(void)
 {
     cr_assert_not_null(mkdtemp(dir));
@@ -78,16 +95,10 @@ static void setup(void)
     cr_assert(n > 0 && (size_t)n < sizeof spec);
     snprintf(name, sizeof name, "b%d", (int)getpid());
     memset(nodes, 0, sizeof nodes);
+    memset(&old_node, 0, sizeof old_node);
     for (int i = 0; i < NODES; i++) {
-        char id[8], adv[32], parts[8];
-        snprintf(id, sizeof id, "%d", i);
-        snprintf(adv, sizeof adv, "127.0.0.1:%d", free_port());
-        snprintf(parts, sizeof parts, "%d", PARTITIONS);
-        const char *const flags[] = {
-            "--cluster",  spec,   "--node-id",      id,    "--advertise", adv,
-            "--zone",     "z",    "--partitions",   parts, "--replicas",  "3",
-            "--lease-ms", "1000", "--cluster-name", name,  NULL};
-        cr_assert_eq(node_proc_start(&nodes[i], NULL, flags), 0, "node %d did not start", i);
+        snprintf(adv[i], sizeof adv[i], "127.0.0.1:%d", free_port());
+        start_node(i, NULL);
     }
     for (int i = 0; i < NODES; i++) {
         int64_t until = mono_ms() + 30000;
@@ -106,8 +117,10 @@ static void setup(void)
 static void teardown(void)
 {
     for (int i = 0; i < NODES; i++)
-        if (nodes[i].pid > 0)
+        if (nodes[i].pid > 0 || nodes[i].dir[0])
             (void)node_proc_stop(&nodes[i], false);
+    if (old_node.dir[0])
+        (void)node_proc_stop(&old_node, false);
     etcd_cluster_stop(&ec);
     char rm[300];
     snprintf(rm, sizeof rm, "rm -rf %s", dir);
@@ -251,10 +264,10 @@ Test(cluster_bench, routes_over_three_nodes_and_its_histories_pass_check)
     cr_assert_eq(system(grep), 0, "the cart run paid or cancelled nothing");
 }
 
-Test(cluster_bench, refuses_lock_workloads_and_a_node_not_in_a_cluster)
+/* No cluster needed: the refusals come before any routing. */
+Test(cluster_bench_usage, refuses_lock_workloads_and_a_node_not_in_a_cluster, .timeout = 60)
 {
-    char port[8];
-    snprintf(port, sizeof port, "%d", nodes[0].resp_port);
+    char port[8] = "1";
     static char out[1 << 14];
     const char *const locks[] = {"bench", "locks", "--cluster", "--port", port, NULL};
     cr_assert_eq(node_proc_run(locks, out, sizeof out), 2, "%s", out);
@@ -268,4 +281,115 @@ Test(cluster_bench, refuses_lock_workloads_and_a_node_not_in_a_cluster)
     (void)node_proc_stop(&single, false);
     cr_assert_eq(status, 1, "%s", out);
     cr_assert_not_null(strstr(out, "CLUSTER.INFO"), "%s", out);
+}
+
+/* Lines of path holding `needle`. */
+static int count_lines(const char *path, const char *needle)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 0;
+    char line[1024];
+    int n = 0;
+    while (fgets(line, sizeof line, f))
+        n += strstr(line, needle) != NULL;
+    fclose(f);
+    return n;
+}
+
+/* The flash sale's SKU: the first STOCK.CREATE of the history ("<tag>-f0"). */
+static void history_sku(const char *path, char *sku, size_t cap)
+{
+    int64_t until = mono_ms() + 20000;
+    for (;;) {
+        FILE *f = fopen(path, "r");
+        char line[1024];
+        while (f && fgets(line, sizeof line, f)) {
+            const char *args = strstr(line, "\tSTOCK.CREATE\t");
+            for (int t = 0; args && t < 6; t++)
+                args = strchr(args + 1, '\t');
+            if (args) {
+                snprintf(sku, cap, "%.*s", (int)strcspn(args + 1, " "), args + 1);
+                fclose(f);
+                return;
+            }
+        }
+        if (f)
+            fclose(f);
+        cr_assert(mono_ms() < until, "no STOCK.CREATE in %s after 20 s", path);
+        usleep(20 * 1000);
+    }
+}
+
+Test(cluster_bench, survives_a_kill_and_restart_of_the_primary_and_its_history_checks)
+{
+    char hist[300], out[300], port[8];
+    snprintf(hist, sizeof hist, "%s/kill.tsv", dir);
+    snprintf(out, sizeof out, "%s/kill.out", dir);
+    snprintf(port, sizeof port, "%d", nodes[0].resp_port);
+    const char *env = getenv("SHARDMART_BIN");
+    const char *bin = env ? env : "./shardmart";
+    pid_t pid = fork();
+    cr_assert(pid >= 0);
+    if (pid == 0) {
+        int fd = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        dup2(fd, 1);
+        dup2(fd, 2);
+        execl(bin, bin, "bench", "flash-sale", "--cluster", "--host", "127.0.0.1", "--port", port,
+              "--clients", "4", "--pipeline", "2", "--duration-ms", "9000", "--stock", "10000000",
+              "--users", "1000000000", "--history", hist, "--json", (char *)NULL);
+        _exit(127);
+    }
+    char sku[160];
+    history_sku(hist, sku, sizeof sku);
+    uint32_t p = 0;
+    cr_assert_eq(ring_key_partition(sku, strlen(sku), PARTITIONS, &p), 0);
+    int prim[PARTITIONS];
+    primaries(prim);
+    int victim = prim[p];
+    /* Some load first, then kill -9 of the SKU's primary and a restart on its data. */
+    int64_t until = mono_ms() + 20000;
+    while (count_lines(hist, "\tORDER.PLACE\t") < 200) {
+        cr_assert(mono_ms() < until, "the load did not start");
+        usleep(20 * 1000);
+    }
+    node_proc_kill(&nodes[victim]);
+    old_node = nodes[victim];
+    start_node(victim, old_node.data_dir);
+
+    int status = 0;
+    cr_assert_eq(waitpid(pid, &status, 0), pid);
+    char cat[400];
+    snprintf(cat, sizeof cat, "cat %s", out);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        cr_assert_eq(system(cat), 0);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the bench did not ride out the kill");
+    /* The summary names the partition's outage, and it ended (the run went on after it). */
+    FILE *f = fopen(out, "r");
+    cr_assert_not_null(f);
+    static char text[1 << 16];
+    size_t n = fread(text, 1, sizeof text - 1, f);
+    fclose(f);
+    text[n] = '\0';
+    const char *line = strstr(text, "\n{");
+    line = line ? line + 1 : (text[0] == '{' ? text : NULL);
+    cr_assert_not_null(line, "%s", text);
+    json_error_t err;
+    json_t *o = json_loadb(line, strcspn(line, "\n"), 0, &err);
+    cr_assert_not_null(o, "%s: %s", err.text, line);
+    cr_assert(json_is_true(json_object_get(o, "stock_read")), "stock not read back: %s", line);
+    json_t *outages = json_object_get(json_object_get(o, "cluster"), "outages");
+    cr_assert_geq(json_array_size(outages), 1, "no outage seen after a kill -9: %s", line);
+    for (size_t i = 0; i < json_array_size(outages); i++) {
+        json_t *x = json_array_get(outages, i);
+        cr_assert_eq(json_integer_value(json_object_get(x, "partition")), p, "%s", line);
+        cr_assert(!json_is_true(json_object_get(x, "open")), "still unavailable: %s", line);
+    }
+    printf("cluster_bench: partition %u answered again %.0f ms after node %d's kill -9 and "
+           "restart\n",
+           p, json_real_value(json_object_get(json_array_get(outages, 0), "ms")), victim);
+    json_decref(o);
+    /* Every operation is in the history once: answered, or unknown if it may have happened. */
+    cr_assert_gt(count_lines(hist, "\tok\t"), 200);
+    check(hist, (victim + 1) % NODES);
 }
