@@ -38,6 +38,8 @@ void store_set_time(struct store *s, int64_t now_ms)
 
 bool store_has_room(const struct store *s, size_t record_bytes)
 {
+    if (s->repl)
+        return true; /* the part answers SM_E_BUSY itself when its log is full */
     /* Half the batch buffer, so that a batch split at a segment boundary always fits too. */
     uint64_t need =
         (uint64_t)s->wal.buf_len + WAL_RECORD_HEADER_BYTES + RECORD_PREFIX_BYTES + record_bytes;
@@ -46,6 +48,8 @@ bool store_has_room(const struct store *s, size_t record_bytes)
 
 bool store_dirty(const struct store *s)
 {
+    if (s->repl)
+        return false;
     return s->wal.buf_len > 0;
 }
 
@@ -124,6 +128,12 @@ int store_mutate(struct store *s, uint32_t p, const struct engine_cmd *cmd,
                  const struct engine_output **out)
 {
     ASSERT(p < s->partitions);
+    if (s->repl) {
+        s->output->events_count = 0;
+        s->output->events = NULL;
+        *out = s->output;
+        return s->repl->mutate(s->repl->ctx, p, cmd, &s->output->reply);
+    }
     size_t len;
     int rc = engine_encode(cmd, s->scratch + RECORD_PREFIX_BYTES, SM_ENGINE_RECORD_BYTES_MAX, &len);
     if (rc != 0)
@@ -151,6 +161,7 @@ int store_mutate(struct store *s, uint32_t p, const struct engine_cmd *cmd,
 int store_mutate_all(struct store *s, const struct engine_cmd *cmd,
                      const struct engine_output **out)
 {
+    ASSERT(!s->repl); /* lock sessions are refused in cluster mode (store.h) */
     size_t len;
     int rc = engine_encode(cmd, s->scratch, SM_ENGINE_RECORD_BYTES_MAX, &len);
     if (rc != 0)
@@ -171,6 +182,10 @@ void store_read(const struct store *s, uint32_t p, const struct engine_cmd *cmd,
                 struct engine_reply *out)
 {
     ASSERT(p < s->partitions);
+    if (s->repl) {
+        s->repl->read(s->repl->ctx, p, cmd, out);
+        return;
+    }
     engine_read(&s->engines[p], cmd, out);
 }
 
@@ -216,6 +231,7 @@ static int txn_record(struct store *s, uint32_t p, uint8_t kind, const uint8_t *
 
 int store_txn_begin(struct store *s, uint32_t p, const struct engine_cmd *cmd)
 {
+    ASSERT(!s->repl); /* cross-partition commands are refused in cluster mode (store.h) */
     size_t len;
     if (engine_encode(cmd, s->scratch, SM_ENGINE_RECORD_BYTES_MAX, &len) != 0)
         return SM_E_BADARG;
@@ -620,6 +636,21 @@ int store_open(struct store *s, const struct store_config *cfg, struct wal_recov
 fail:
     store_close(s);
     return rc;
+}
+
+int store_init_replicated(struct store *s, uint32_t partitions, const struct store_repl_ops *ops)
+{
+    ASSERT(ops && ops->mutate && ops->read);
+    memset(s, 0, sizeof *s);
+    uint32_t probe;
+    if (ring_key_partition("k", 1, partitions, &probe) != 0)
+        return SM_E_BADARG;
+    s->output = calloc(1, sizeof *s->output);
+    if (!s->output)
+        return SM_E_NOMEM;
+    s->partitions = partitions;
+    s->repl = ops;
+    return 0;
 }
 
 void store_close(struct store *s)

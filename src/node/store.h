@@ -57,6 +57,18 @@ typedef void (*store_txn_event_fn)(void *ctx, const struct txn_event *ev);
  * produced, in order, while the node is live (not during recovery: no connection waits then). */
 typedef void (*store_event_fn)(void *ctx, const struct locks_event *ev);
 
+/* Cluster mode (server/repl.h): each partition's engine lives in its replicated log on the
+ * server side, not in the store. The node's handlers keep calling store_mutate and store_read;
+ * a replicated store hands them on. mutate: 0 with *reply set (an error reply when this node
+ * cannot lead the partition right now), SM_E_BADARG, SM_E_BUSY (as store_mutate). Lock
+ * sessions, blocking waits and cross-partition transactions are refused before they get here
+ * (cluster_rt.c routing), so the other store calls are never made on a replicated store. */
+struct store_repl_ops {
+    int (*mutate)(void *ctx, uint32_t p, const struct engine_cmd *cmd, struct engine_reply *reply);
+    void (*read)(void *ctx, uint32_t p, const struct engine_cmd *cmd, struct engine_reply *out);
+    void *ctx;
+};
+
 struct store_config {
     uint32_t partitions;          /* 1..SM_PARTITIONS_MAX */
     struct engine_config engine;  /* every partition gets these capacities */
@@ -72,6 +84,7 @@ struct store_config {
 
 struct store {
     uint32_t partitions;
+    const struct store_repl_ops *repl; /* cluster mode; NULL on a single node */
     struct engine *engines;
     void **guards; /* a PROT_NONE page after each partition's tables (store.c says why) */
     struct wal wal;
@@ -104,6 +117,11 @@ struct store {
  * what recovery found (torn tail cut, repairs). On error nothing needs closing. */
 MUST_USE int store_open(struct store *s, const struct store_config *cfg,
                         struct wal_recovery *report, char *why, size_t why_cap);
+/* Sets up a replicated store (cluster mode): partitions and the hooks, no log, no engines.
+ * ops is borrowed for the store's life. 0, SM_E_BADARG (partitions), SM_E_NOMEM. Close with
+ * store_close. */
+MUST_USE int store_init_replicated(struct store *s, uint32_t partitions,
+                                   const struct store_repl_ops *ops);
 /* The engine capacities of a node started with `shardmart start`'s defaults (the flags can
  * change each one). */
 void store_engine_defaults(struct engine_config *e);

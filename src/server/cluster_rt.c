@@ -19,6 +19,7 @@
 #include "coord/directory.h"
 #include "limits.h"
 #include "server/cluster_placement.h"
+#include "server/repl.h"
 #include "shardmart/ring.h"
 #include "util/error.h"
 
@@ -26,6 +27,16 @@
 #define PLACEMENT_KEY "placement"
 /* Bootstrap CAS requests in flight at once (the etcd client queues SM_COORD_PENDING_MAX). */
 #define BOOTSTRAP_INFLIGHT_MAX 64
+/* Config CAS requests of the replicated partitions in flight at once (one per partition and
+ * asker at most, so two per partition). */
+#define CAS_INFLIGHT_MAX (2 * SM_PARTITIONS_MAX)
+
+/* A config CAS in flight for repl.h. */
+struct rt_cas {
+    uint64_t id; /* 0 = free slot */
+    uint32_t partition;
+    bool from_controller;
+};
 
 /* What this node knows of one member, by node id. */
 struct rt_member {
@@ -85,7 +96,19 @@ struct cluster_rt {
     uint32_t bootstrap_inflight;
     bool fatal;
     uint64_t stats_moved, stats_crosspartition;
+    bool *live;          /* SM_CLUSTER_NODES_MAX: members holding a lease (the controller's) */
+    bool was_controller; /* the controller's failovers were running */
+    struct rt_cas *cas;  /* CAS_INFLIGHT_MAX */
+    uint32_t cas_count;
+    uint64_t stats_cas, stats_cas_failed;
 };
+
+/* Hands partition p's config to the replicated partitions once its replicas are known. */
+static void notify_config(struct cluster_rt *rt, uint32_t p)
+{
+    if (rt->cfg.repl && rt->replicas && rt->parts[p].known)
+        repl_set_config(rt->cfg.repl, p, &rt->parts[p].config);
+}
 
 static int64_t now_ms(void)
 {
@@ -148,6 +171,7 @@ static void compute_replicas(struct cluster_rt *rt)
         struct cluster_config *c = &rt->parts[p].config;
         c->replicas_count = r;
         memcpy(c->replicas, &rt->replicas[(size_t)p * r], r * sizeof c->replicas[0]);
+        notify_config(rt, p);
     }
 }
 
@@ -219,6 +243,7 @@ static void set_partition(struct cluster_rt *rt, const struct sm_coord_partition
     x->known = true;
     x->coord = *p;
     x->config = c;
+    notify_config(rt, p->partition);
 }
 
 static void set_member(struct cluster_rt *rt, const struct sm_coord_member *m, bool deleted)
@@ -243,6 +268,9 @@ static void set_member(struct cluster_rt *rt, const struct sm_coord_member *m, b
     memcpy(x->peer, m->addr, n);
     x->peer[n] = '\0';
     snprintf(x->client, sizeof x->client, "%s", comma ? comma + 1 : "");
+    if (rt->cfg.repl && !repl_set_peer(rt->cfg.repl, id, x->peer))
+        fprintf(stderr, "shardmart: cluster: node %" PRIu32 ": bad peer address '%s'\n", id,
+                x->peer);
 }
 
 static void set_controller(struct cluster_rt *rt, const struct sm_coord_controller *c, bool deleted)
@@ -373,6 +401,28 @@ static void bootstrap_configs(struct cluster_rt *rt)
     }
 }
 
+/* The controller's failover checks, every tick, for every partition whose config is known:
+ * a partition whose primary lost its lease gets a new one (controller.h). */
+static void run_failovers(struct cluster_rt *rt)
+{
+    if (!rt->cfg.repl)
+        return;
+    bool acting = rt->is_controller && cluster_rt_ready(rt);
+    if (!acting) {
+        if (rt->was_controller)
+            repl_controller_reset(rt->cfg.repl);
+        rt->was_controller = false;
+        return;
+    }
+    rt->was_controller = true;
+    for (uint32_t i = 0; i < SM_CLUSTER_NODES_MAX; i++)
+        rt->live[i] = rt->members[i].present;
+    for (uint32_t p = 0; p < rt->meta.partitions; p++)
+        if (rt->parts[p].known)
+            repl_controller_check(rt->cfg.repl, p, &rt->parts[p].config, rt->live,
+                                  SM_CLUSTER_NODES_MAX);
+}
+
 static void on_tick(uv_timer_t *t)
 {
     struct cluster_rt *rt = t->data;
@@ -422,6 +472,7 @@ static void on_tick(uv_timer_t *t)
         bootstrap_placement(rt);
         bootstrap_configs(rt);
     }
+    run_failovers(rt);
 }
 
 /* ---- results ------------------------------------------------------------------------------- */
@@ -486,6 +537,34 @@ static bool on_bootstrap_result(struct cluster_rt *rt, const struct sm_coord_res
     return false;
 }
 
+/* The answer to a config CAS of repl.h: the new config at once (the watch brings it too, and
+ * then it is not newer), or the config that won and a failed CAS. An error leaves the outcome
+ * unknown: the part's own timeout asks again, the controller's next check decides again. */
+static bool on_cas_result(struct cluster_rt *rt, const struct sm_coord_result *r)
+{
+    struct rt_cas *x = NULL;
+    for (uint32_t i = 0; i < CAS_INFLIGHT_MAX && !x; i++)
+        if (rt->cas[i].id == r->id)
+            x = &rt->cas[i];
+    if (!x || r->id == 0)
+        return false;
+    struct rt_cas done = *x;
+    x->id = 0;
+    rt->cas_count--;
+    if (r->err != 0) {
+        fprintf(stderr, "shardmart: cluster: partition %" PRIu32 " config change: %s\n",
+                done.partition, r->message);
+        return true;
+    }
+    for (size_t i = 0; i < r->kvs_count; i++)
+        apply_kv(rt, &r->kvs[i], false);
+    if (!r->succeeded) {
+        rt->stats_cas_failed++;
+        repl_cas_failed(rt->cfg.repl, done.partition, done.from_controller);
+    }
+    return true;
+}
+
 static void on_result(struct cluster_rt *rt, const struct sm_coord_result *r)
 {
     int64_t now = now_ms();
@@ -542,9 +621,39 @@ static void on_result(struct cluster_rt *rt, const struct sm_coord_result *r)
         rt->placement_id = 0;
         for (size_t i = 0; r->err == 0 && i < r->kvs_count; i++)
             apply_kv(rt, &r->kvs[i], false);
-    } else {
+    } else if (!on_cas_result(rt, r)) {
         (void)on_bootstrap_result(rt, r);
     }
+}
+
+int cluster_rt_cas(struct cluster_rt *rt, uint32_t p, const struct cluster_config *config,
+                   bool from_controller)
+{
+    ASSERT(rt && config);
+    if (rt->stopping || rt->fatal || !rt->parts || p >= rt->meta.partitions)
+        return SM_E_STATE;
+    if (rt->cas_count == CAS_INFLIGHT_MAX || config->isr_count < 1 ||
+        config->isr_count > SM_REPLICAS_MAX)
+        return SM_E_BUSY;
+    struct sm_coord_partition c = {.partition = p, .epoch = config->epoch};
+    snprintf(c.primary, sizeof c.primary, "%" PRIu32, config->primary);
+    c.isr_count = config->isr_count;
+    for (uint32_t i = 0; i < config->isr_count; i++)
+        snprintf(c.isr[i], sizeof c.isr[i], "%" PRIu32, config->isr[i]);
+    uint64_t id = 0;
+    int rc = sm_coord_dir_partition_cas(&rt->dir, &c, (int64_t)config->revision, &id);
+    if (rc != 0)
+        return rc;
+    for (uint32_t i = 0; i < CAS_INFLIGHT_MAX; i++) {
+        if (rt->cas[i].id == 0) {
+            rt->cas[i] =
+                (struct rt_cas){.id = id, .partition = p, .from_controller = from_controller};
+            rt->cas_count++;
+            break;
+        }
+    }
+    rt->stats_cas++;
+    return 0;
 }
 
 static void drain(struct cluster_rt *rt)
@@ -588,7 +697,12 @@ int cluster_rt_start(struct cluster_rt **out, const struct cluster_rt_config *cf
     if (!rt)
         return SM_E_NOMEM;
     rt->members = calloc(SM_CLUSTER_NODES_MAX, sizeof *rt->members);
-    if (!rt->members) {
+    rt->live = calloc(SM_CLUSTER_NODES_MAX, sizeof *rt->live);
+    rt->cas = calloc(CAS_INFLIGHT_MAX, sizeof *rt->cas);
+    if (!rt->members || !rt->live || !rt->cas) {
+        free(rt->members);
+        free(rt->live);
+        free(rt->cas);
         free(rt);
         return SM_E_NOMEM;
     }
@@ -636,6 +750,8 @@ fail:
     if (rt->coord)
         sm_coord_close(rt->coord);
     free(rt->members);
+    free(rt->live);
+    free(rt->cas);
     free(rt);
     return rc;
 }
@@ -649,6 +765,8 @@ static void on_closed(uv_handle_t *h)
     free(rt->replicas);
     free(rt->parts);
     free(rt->members);
+    free(rt->live);
+    free(rt->cas);
     free(rt);
 }
 
@@ -706,7 +824,26 @@ static void render_info(const struct cluster_rt *rt, struct sm_wbuf *b)
     put_fmt(b, "is_controller:%d\r\n", rt->is_controller ? 1 : 0);
     put_fmt(b, "lease:%s\r\n", rt->session.state == SM_COORD_SESSION_LIVE ? "live" : "pending");
     put_fmt(b, "revision:%" PRId64 "\r\n", rt->revision);
-    put_fmt(b, "replication:none\r\n"); /* this round: a primary serves from its own store */
+    if (rt->cfg.repl) {
+        struct repl_stats st;
+        repl_stats(rt->cfg.repl, &st);
+        put_fmt(b, "replication:on\r\n");
+        put_fmt(b, "primary_partitions:%" PRIu64 "\r\n", st.primaries);
+        put_fmt(b, "replica_partitions:%" PRIu64 "\r\n", st.replicas);
+        put_fmt(b, "entries_committed:%" PRIu64 "\r\n", st.committed);
+        put_fmt(b, "log_syncs:%" PRIu64 "\r\n", st.syncs);
+        put_fmt(b, "replies_committed:%" PRIu64 "\r\n", st.replies);
+        put_fmt(b, "replies_dropped:%" PRIu64 "\r\n", st.dropped);
+        put_fmt(b, "peer_messages_in:%" PRIu64 "\r\n", st.messages_in);
+        put_fmt(b, "peer_messages_refused:%" PRIu64 "\r\n", st.messages_bad);
+        put_fmt(b, "peer_sends_failed:%" PRIu64 "\r\n", st.sends_failed);
+        put_fmt(b, "config_changes_asked:%" PRIu64 "\r\n", rt->stats_cas);
+        put_fmt(b, "config_changes_lost_race:%" PRIu64 "\r\n", rt->stats_cas_failed);
+        put_fmt(b, "failovers_started:%" PRIu64 "\r\n", st.failovers_started);
+        put_fmt(b, "failovers_done:%" PRIu64 "\r\n", st.failovers_done);
+    } else {
+        put_fmt(b, "replication:none\r\n");
+    }
     put_fmt(b, "moved_replies:%" PRIu64 "\r\n", rt->stats_moved);
     put_fmt(b, "crosspartition_replies:%" PRIu64 "\r\n", rt->stats_crosspartition);
 }

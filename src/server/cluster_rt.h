@@ -59,6 +59,10 @@ struct cluster_rt_config {
     int64_t lease_ms;            /* the member lease's TTL */
     void (*on_fatal)(void *ctx); /* the node cannot take part (meta mismatch): the server stops */
     void *ctx;
+    /* The node's replicated partitions (server/repl.h), borrowed: the runtime hands it every
+     * partition config, every member's peer address and, on the controller, the failover
+     * checks; the partitions' CAS requests come back through cluster_rt_cas. NULL: none. */
+    struct repl *repl;
 };
 
 struct cluster_rt;
@@ -70,6 +74,13 @@ MUST_USE int cluster_rt_start(struct cluster_rt **out, const struct cluster_rt_c
  * Frees the runtime once its handles are closed: the caller forgets rt at this call. */
 void cluster_rt_stop(struct cluster_rt *rt);
 
+/* Writes config for partition p if its key's revision is still config->revision (a CAS that
+ * repl.h asked for; from_controller: the failover controller's). The new config reaches the
+ * replicas through the watch (and this node's at once, from the answer); a CAS that finds the
+ * key moved on calls repl_cas_failed. 0, or an SM_E_* when it could not be sent. */
+MUST_USE int cluster_rt_cas(struct cluster_rt *rt, uint32_t p, const struct cluster_config *config,
+                            bool from_controller);
+
 /* True once the configs are loaded and the member key is written. */
 bool cluster_rt_ready(const struct cluster_rt *rt);
 
@@ -79,8 +90,7 @@ bool cluster_rt_ready(const struct cluster_rt *rt);
  * several partitions, lock sessions and blocking lock waits (not in cluster mode yet),
  * `-CLUSTERDOWN` before the configs are loaded. Returns 1 when it answered (the reply is in out),
  * 0 when the node executes the request, SM_E_NOMEM when out is full.
- * This round a primary executes its partitions' commands on its own durable store: replication
- * to the other replicas is not wired yet (docs/cluster.md). */
+ * A primary executes its partitions' commands through their replicated logs (server/repl.h). */
 MUST_USE int cluster_rt_command(struct cluster_rt *rt, const struct resp_request *req,
                                 struct resp_encoder *out);
 

@@ -596,6 +596,13 @@ static void flush_dirty(struct peer_net *n)
     uv_idle_stop(&n->flush_idle);
 }
 
+void peer_net_flush(struct peer_net *n)
+{
+    ASSERT(n != NULL);
+    if (!n->stopping)
+        flush_dirty(n);
+}
+
 static void on_flush_check(uv_check_t *h)
 {
     flush_dirty(h->data);

@@ -108,6 +108,11 @@ void peer_net_forget(struct peer_net *n, uint32_t node);
  * SM_E_NOTFOUND when node has no address; SM_E_STATE after peer_net_stop. */
 MUST_USE int peer_net_send(struct peer_net *n, uint32_t node, const uint8_t *bytes, size_t len);
 
+/* Hands every message queued so far to the kernel now (one write per peer whose connection is
+ * not busy writing) instead of at the end of the loop iteration: the caller is about to block
+ * (an fdatasync) and wants the peers to work meanwhile. */
+void peer_net_flush(struct peer_net *n);
+
 /* Closes everything, without calling back. n must not be used afterwards; its memory is freed
  * once the loop has run the close callbacks (the loop then runs dry). */
 void peer_net_stop(struct peer_net *n);

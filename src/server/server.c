@@ -27,6 +27,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 #include <uv.h>
+#include <xxhash.h>
 
 #include "limits.h"
 #include "node/node.h"
@@ -35,6 +36,7 @@
 #include "proto/http.h"
 #include "proto/resp.h"
 #include "server/cluster_rt.h"
+#include "server/repl.h"
 #include "server/fault.h"
 #include "server/http_api.h"
 #include "server/metrics.h"
@@ -77,6 +79,8 @@ struct conn {
     bool writing;
     bool close_after_write;
     bool awaited; /* answered by a durable batch, its client's next request not here yet */
+    uint32_t batch_replies; /* replies of the current batch in out (cluster mode: -TRYAGAIN
+                               replaces them all when the batch is dropped) */
     uint8_t *in;
     size_t in_len, in_cap;
     struct resp_parser *resp; /* RESP connections */
@@ -144,7 +148,9 @@ struct server {
     int lock_fd;
     bool stopping;
     struct cluster_rt *cluster; /* cluster mode only */
-    int exit_rc;                /* a failure after start-up that stopped the node */
+    struct repl *repl;          /* cluster mode: the partitions' replicated logs */
+    struct store_repl_ops repl_ops;
+    int exit_rc; /* a failure after start-up that stopped the node */
 };
 
 static uint64_t wall_ms(void)
@@ -448,6 +454,8 @@ static bool conn_run_resp(struct conn *c)
         }
         used += (size_t)rc;
         executed++;
+        if (s->request->argc > 0)
+            c->batch_replies++;
         if (done != 0) {
             fprintf(stderr,
                     "shardmart: client %llu: reply larger than the output bound; "
@@ -522,6 +530,7 @@ static void release_batch(struct server *s, struct conn *touched, bool durable)
         next = c->next_held;
         c->next_held = NULL;
         c->in_batch = false;
+        c->batch_replies = 0;
         if (c->closing)
             continue;
         conn_release(c);
@@ -609,6 +618,45 @@ static bool gather_wait(struct server *s)
 }
 
 static void flush_start(struct server *s);
+
+/* Cluster mode: a batch some of whose proposals were dropped (this node lost a partition's
+ * primary role before they committed). Its replies must not leave: they may describe state that
+ * never commits. Each one becomes -TRYAGAIN; the outcome is unknown, and the client's retry with
+ * the same request id is answered exactly once, by whichever primary holds the partition then. */
+static void fail_batch(struct server *s, struct conn *touched)
+{
+    for (struct conn *c = touched; c; c = c->next_held) {
+        if (c->closing || c->is_http)
+            continue;
+        c->out.len = c->out_ready; /* everything after out_ready is this batch's */
+        struct resp_encoder enc;
+        resp_encoder_init(&enc, &c->out, s->cfg->output_bytes_max + CONN_OUT_SLACK_BYTES,
+                          c->client.resp_version);
+        for (uint32_t i = 0; i < c->batch_replies; i++) {
+            if (resp_put_error(&enc, "TRYAGAIN",
+                               "the partition's primary changed before this committed; the "
+                               "outcome is unknown: retry with the same request id") != 0) {
+                conn_close(c);
+                break;
+            }
+        }
+    }
+}
+
+/* Cluster mode: the batch that waited for replication is answered (repl.h). */
+static void on_repl_batch_done(void *ctx, bool failed)
+{
+    struct server *s = ctx;
+    s->flushing = false;
+    struct conn *held = s->held;
+    s->held = NULL;
+    server_metrics_fsync(&s->metrics, uv_hrtime() - s->flush_started_ns);
+    if (failed)
+        fail_batch(s, held);
+    release_batch(s, held, true);
+    if (!s->stopping && s->ready_head)
+        uv_idle_start(&s->batch_idle, on_batch_idle);
+}
 
 static void spare_work(uv_work_t *w)
 {
@@ -884,6 +932,19 @@ static void run_batch(struct server *s)
     }
     if (batch > 0)
         server_metrics_batch(&s->metrics, batch);
+    if (s->repl) {
+        bool failed = false;
+        if (repl_batch_end(s->repl, &failed)) {
+            s->held = touched;
+            s->flushing = true; /* the next batch waits, as for a single node's fsync */
+            s->flush_started_ns = uv_hrtime();
+            return;
+        }
+        if (failed)
+            fail_batch(s, touched);
+        release_batch(s, touched, true);
+        return;
+    }
     if (s->store_open && store_dirty(&s->store)) {
         s->held = touched;
         s->batch_index_last = wal_index_next(&s->store.wal) - 1;
@@ -912,6 +973,8 @@ static void on_tick_timer(uv_timer_t *t)
 {
     struct server *s = t->data;
     reap_snapshot(s);
+    if (!s->store_open)
+        return; /* cluster mode: the primaries log their own ticks (repl.h) */
     s->tick_due = true;
     if (!s->flushing)
         uv_idle_start(&s->batch_idle, on_batch_idle);
@@ -1001,6 +1064,8 @@ static void server_shutdown(struct server *s)
     s->stopping = true;
     cluster_rt_stop(s->cluster); /* frees it once its handles are closed */
     s->cluster = NULL;
+    repl_close(s->repl); /* likewise; its log is synced and closed now */
+    s->repl = NULL;
     for (struct conn *c = s->conns, *next; c; c = next) {
         next = c->next;
         conn_close(c);
@@ -1028,6 +1093,7 @@ static int start_cluster(struct server *s, int resp_port)
 {
     const struct server_config *cfg = s->cfg;
     struct cluster_rt_config rc = {.loop = &s->loop,
+                                   .repl = s->repl,
                                    .coord_spec = cfg->cluster_spec,
                                    .cluster_name = cfg->cluster_name,
                                    .node_id = cfg->node_id,
@@ -1041,6 +1107,61 @@ static int start_cluster(struct server *s, int resp_port)
                                    .on_fatal = on_cluster_fatal,
                                    .ctx = s};
     return cluster_rt_start(&s->cluster, &rc);
+}
+
+/* The replicated partitions' config changes go to the control plane through the runtime. */
+static int on_repl_cas(void *ctx, uint32_t p, const struct cluster_config *c, bool from_controller)
+{
+    struct server *s = ctx;
+    return s->cluster ? cluster_rt_cas(s->cluster, p, c, from_controller) : SM_E_STATE;
+}
+
+/* The partition log failed: nothing more may be acknowledged; the replicas take over. */
+static void on_repl_fatal(void *ctx)
+{
+    struct server *s = ctx;
+    s->exit_rc = SM_E_IO;
+    server_shutdown(s);
+}
+
+/* Cluster mode: the partitions' replicated logs (repl.h) in <data dir>/plog, the peer listener
+ * on --advertise, and a store that hands the node's trading commands to them. */
+static int open_repl(struct server *s)
+{
+    const struct server_config *cfg = s->cfg;
+    char dir[SM_WAL_DIR_BYTES_MAX + 8];
+    snprintf(dir, sizeof dir, "%s/plog", cfg->data_dir);
+    char host[SM_PEER_HOST_BYTES_MAX];
+    const char *colon = cfg->advertise ? strrchr(cfg->advertise, ':') : NULL;
+    long port = colon ? strtol(colon + 1, NULL, 10) : 0;
+    if (!colon || (size_t)(colon - cfg->advertise) >= sizeof host || port < 1 || port > 65535) {
+        fprintf(stderr, "shardmart: --advertise must be host:port (the peer address)\n");
+        return SM_E_BADARG;
+    }
+    memcpy(host, cfg->advertise, (size_t)(colon - cfg->advertise));
+    host[colon - cfg->advertise] = '\0';
+    const char *name = cfg->cluster_name ? cfg->cluster_name : CLUSTER_RT_NAME_DEFAULT;
+    struct repl_config rc = {.loop = &s->loop,
+                             .dir = dir,
+                             .partitions = cfg->partitions,
+                             .node_id = cfg->node_id,
+                             .engine = cfg->engine,
+                             .sync_mode = cfg->sync_mode,
+                             .peer_host = host,
+                             .peer_port = (uint16_t)port,
+                             .cluster_id = XXH3_64bits(name, strlen(name)),
+                             .cas = on_repl_cas,
+                             .cas_ctx = s,
+                             .on_fatal = on_repl_fatal,
+                             .on_batch_done = on_repl_batch_done,
+                             .ctx = s};
+    repl_config_defaults(&rc, cfg->lease_ms);
+    rc.tick_ms = cfg->tick_ms;
+    int rv = repl_open(&s->repl, &rc);
+    if (rv != 0)
+        return rv;
+    s->repl_ops = (struct store_repl_ops){.mutate = repl_mutate, .read = repl_read, .ctx = s->repl};
+    return store_init_replicated(&s->store, cfg->partitions, &s->repl_ops);
 }
 
 /* ---- start-up ------------------------------------------------------------------------------ */
@@ -1233,7 +1354,7 @@ static int server_start(struct server *s, int *resp_port, int *http_port)
     if (rc == 0 && s->http_enabled)
         rc = listen_on(s, &s->http_listener, "HTTP", http_port);
     if (rc == 0)
-        rc = open_store(s);
+        rc = s->cfg->cluster_spec ? open_repl(s) : open_store(s);
     if (rc != 0)
         return rc;
     struct node_config ncfg = {
@@ -1248,7 +1369,8 @@ static int server_start(struct server *s, int *resp_port, int *http_port)
     if (node_init(&s->node, &ncfg, wall_ms()) != 0)
         return SM_E_NOMEM;
     s->node.store = &s->store;
-    maybe_spare(s); /* the first segment, before the first batch needs it */
+    if (s->store_open)
+        maybe_spare(s); /* the first segment, before the first batch needs it */
     s->node.cfg.resp_port = *resp_port;
     s->node.cfg.http_port = *http_port;
     uv_check_init(&s->loop, &s->batch_check);
@@ -1308,6 +1430,8 @@ int server_run(const struct server_config *cfg)
     if (loop_ok) {
         cluster_rt_stop(s->cluster);
         s->cluster = NULL;
+        repl_close(s->repl);
+        s->repl = NULL;
         uv_walk(&s->loop, close_walk, NULL);
         uv_run(&s->loop, UV_RUN_DEFAULT);
         (void)uv_loop_close(&s->loop);
@@ -1329,6 +1453,8 @@ int server_run(const struct server_config *cfg)
          * is harmless and makes a restart replay exactly what the engines hold now. */
         if (store_sync(&s->store) != 0)
             fprintf(stderr, "shardmart: final log sync failed\n");
+        store_close(&s->store);
+    } else if (s->store.repl) {
         store_close(&s->store);
     }
     if (s->lock_fd >= 0)
