@@ -1053,6 +1053,40 @@ static int route(struct cluster_rt *rt, const struct resp_request *req, struct r
     return answered(resp_put_error(out, "MOVED", msg));
 }
 
+/* CLUSTER.STATE <partition>: the partition as this node holds it (repl.h), for checking that
+ * every replica agrees. */
+static int partition_state(struct cluster_rt *rt, const struct resp_request *req,
+                           struct resp_encoder *out)
+{
+    if (req->argc != 2)
+        return answered(
+            resp_put_error(out, "ERR", "wrong number of arguments: CLUSTER.STATE <partition>"));
+    char num[16];
+    size_t n = req->argv[1].len;
+    uint32_t p = 0;
+    bool ok = n > 0 && n < sizeof num && rt->cfg.repl && rt->meta_known;
+    if (ok) {
+        memcpy(num, req->argv[1].ptr, n);
+        num[n] = '\0';
+        char *end = NULL;
+        unsigned long v = strtoul(num, &end, 10);
+        ok = *end == '\0' && num[0] >= '0' && num[0] <= '9' && v < rt->meta.partitions;
+        p = (uint32_t)v;
+    }
+    if (!ok)
+        return answered(resp_put_error(out, "ERR", "no such partition here"));
+    struct repl_partition_state st;
+    repl_partition_state(rt->cfg.repl, p, &st);
+    static const char *const roles[] = {"none", "primary", "replica"};
+    char text[256];
+    int k = snprintf(text, sizeof text,
+                     "partition=%" PRIu32 " role=%s epoch=%" PRIu64 " last=%" PRIu64
+                     " commit=%" PRIu64 " applied=%" PRIu64 " digest=%016" PRIx64,
+                     p, st.role >= 0 && st.role <= 2 ? roles[st.role] : "?", st.epoch,
+                     st.last_index, st.commit_index, st.applied_index, st.digest);
+    return answered(resp_put_bulk(out, text, (size_t)k));
+}
+
 int cluster_rt_command(struct cluster_rt *rt, const struct resp_request *req,
                        struct resp_encoder *out)
 {
@@ -1066,6 +1100,8 @@ int cluster_rt_command(struct cluster_rt *rt, const struct resp_request *req,
         render = render_nodes;
     else if (proto_slice_eq_nocase(req->argv[0], "CLUSTER.PARTITIONS"))
         render = render_partitions;
+    if (proto_slice_eq_nocase(req->argv[0], "CLUSTER.STATE"))
+        return partition_state(rt, req, out);
     if (!render) {
         return route(rt, req, out);
     }

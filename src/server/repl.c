@@ -18,10 +18,12 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <xxhash.h>
 
 #include "cluster/controller.h"
 #include "limits.h"
 #include "server/peer.h"
+#include "util/buf.h"
 #include "util/error.h"
 #include "wal/plog.h"
 
@@ -713,13 +715,18 @@ void repl_stats(const struct repl *r, struct repl_stats *out)
     out->failovers_done = r->ctl.failovers_done;
 }
 
-void repl_partition_state(const struct repl *r, uint32_t p, int *role, uint64_t *epoch,
-                          uint64_t *last_index, uint64_t *commit_index)
+void repl_partition_state(const struct repl *r, uint32_t p, struct repl_partition_state *out)
 {
     ASSERT(p < r->cfg.partitions);
     const struct cluster_part *x = &r->parts[p];
-    *role = (int)x->role;
-    *epoch = x->epoch;
-    *last_index = cluster_part_last_index(x);
-    *commit_index = x->commit_index;
+    *out = (struct repl_partition_state){.role = (int)x->role,
+                                         .epoch = x->epoch,
+                                         .last_index = cluster_part_last_index(x),
+                                         .commit_index = x->commit_index,
+                                         .applied_index = x->applied_index};
+    struct sm_wbuf w;
+    sm_wbuf_init(&w);
+    if (engine_save(&x->engine, &w) == 0 && !w.failed)
+        out->digest = XXH3_64bits(w.data, w.len);
+    sm_wbuf_free(&w);
 }

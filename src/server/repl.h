@@ -132,7 +132,13 @@ bool repl_batch_end(struct repl *r, bool *failed);
 
 void repl_stats(const struct repl *r, struct repl_stats *out);
 /* Partition p as this node sees it: role (enum cluster_role), epoch, last, commit index. */
-void repl_partition_state(const struct repl *r, uint32_t p, int *role, uint64_t *epoch,
-                          uint64_t *last_index, uint64_t *commit_index);
+struct repl_partition_state {
+    int role; /* enum cluster_role */
+    uint64_t epoch, last_index, commit_index, applied_index;
+    uint64_t digest; /* XXH3-64 of the engine's saved state at applied_index (0: no memory) */
+};
+/* Partition p as this node holds it (CLUSTER.STATE): once writes stop and every replica has
+ * applied the commit index, equal digests at equal applied indexes mean equal state. */
+void repl_partition_state(const struct repl *r, uint32_t p, struct repl_partition_state *out);
 
 #endif

@@ -30,6 +30,7 @@ static struct node_proc nodes[NODES];
 static struct node_proc old_node; /* a restarted node's first directory (holds its data) */
 static char spec[256];
 static char name[32];
+static int peer_port[NODES]; /* each node's peer listener (--advertise) */
 
 static int64_t mono_ms(void)
 {
@@ -47,6 +48,12 @@ static void setup(void)
     cr_assert(n > 0 && (size_t)n < sizeof spec);
     snprintf(name, sizeof name, "t%d", (int)getpid());
     memset(nodes, 0, sizeof nodes);
+    for (int i = 0; i < NODES; i++) {
+        peer_port[i] = etcd_proc_free_port();
+        for (int j = 0; j < i; j++)
+            if (peer_port[j] == peer_port[i])
+                i--; /* drawn twice: draw again */
+    }
 }
 
 static void teardown(void)
@@ -67,8 +74,7 @@ static void start_node_on(int i, const char *partitions, const char *data_dir)
 {
     char id[8], adv[32];
     snprintf(id, sizeof id, "%d", i);
-    /* The peer transport is not wired yet: the advertised port is only recorded. */
-    snprintf(adv, sizeof adv, "127.0.0.1:%d", 30000 + i);
+    snprintf(adv, sizeof adv, "127.0.0.1:%d", peer_port[i]);
     const char *const flags[] = {
         "--cluster",  spec,   "--node-id",      id,         "--advertise", adv,
         "--zone",     "z",    "--partitions",   partitions, "--replicas",  "3",

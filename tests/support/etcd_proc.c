@@ -60,6 +60,14 @@ static int port_hold(int *fd_out)
     return 0;
 }
 
+int etcd_proc_free_port(void)
+{
+    int fd = -1;
+    int port = port_hold(&fd);
+    close(fd);
+    return port;
+}
+
 /* True when member i's log says a port was taken: the start is worth retrying on new ports. */
 static bool lost_port_race(const struct etcd_cluster *c, int i)
 {

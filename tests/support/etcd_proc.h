@@ -36,6 +36,9 @@ void etcd_member_stop(struct etcd_cluster *c, int i, bool kill9);
 void etcd_member_restart(struct etcd_cluster *c, int i);
 /* True when GET /health of member i answers {"health":"true"} within timeout_ms. */
 bool etcd_member_healthy(const struct etcd_cluster *c, int i, int timeout_ms);
+/* A port below the ephemeral range that was free a moment ago (for other servers of a test,
+ * e.g. a node's peer listener), drawn as etcd's are. */
+int etcd_proc_free_port(void);
 /* Stops every member (SIGKILL) and removes the directory. Safe to call twice. */
 void etcd_cluster_stop(struct etcd_cluster *c);
 
