@@ -6,8 +6,9 @@
  * config and the controller; each partition's replicas are recomputed from the placement key with
  * ring_place, exactly as every node does (src/server/cluster_placement.c). Then each live member is
  * asked CLUSTER.INFO on its client address with a short timeout: a node that does not answer shows
- * as unreachable, never a hang. Lag needs each node's per-partition log indexes, which nodes do not
- * report while replication is not wired (CLUSTER.INFO says replication:none): it prints "n/a".
+ * as unreachable, never a hang. Lag: each reachable node is asked CLUSTER.STATE <p> for every
+ * partition it replicates (its last log index there); a partition's lag is the largest gap between
+ * its primary's last index and another replica's, "n/a" when the primary or no replica answered.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -34,7 +35,8 @@ const char cli_admin_usage[] =
     "key is present, and its own view over RESP: CLUSTER.INFO on the client address, or\n"
     "'unreachable'), every partition (epoch, primary, ISR, replicas, lag) and a summary: the\n"
     "partitions without a live primary and those with a shrunken ISR (fewer than R members).\n"
-    "Lag is n/a while nodes report no replication (replication:none).\n"
+    "Lag: entries the primary holds that the furthest-behind reachable replica lacks (from\n"
+    "each node's CLUSTER.STATE); n/a when the primary or every other replica is unreachable.\n"
     "\n"
     "  --cluster-name NAME  the cluster's directory in etcd (default shardmart)\n"
     "  --json               the same as one JSON object\n"
@@ -74,6 +76,8 @@ struct admin_status {
     uint32_t *replicas;               /* partitions x replicas node ids, or NULL */
     struct sm_coord_partition *parts; /* meta.partitions entries */
     bool *part_known;
+    int64_t
+        *last; /* partitions x replicas: that replica's last index (CLUSTER.STATE), -1 unknown */
 };
 
 static int64_t now_ms(void)
@@ -270,6 +274,61 @@ static void probe_node(struct admin_node *x, int timeout_ms)
     rc_close(&c);
 }
 
+/* Asks a reachable node CLUSTER.STATE for every partition it replicates: its last index. */
+static void probe_states(struct admin_status *st, const struct admin_node *x, int timeout_ms)
+{
+    char host[ADMIN_ADDR_BYTES];
+    snprintf(host, sizeof host, "%s", x->client);
+    char *colon = strrchr(host, ':');
+    if (!st->replicas || !st->last || !x->reachable || !colon)
+        return;
+    *colon = '\0';
+    long id = strtol(x->m.id, NULL, 10);
+    struct rc_conn c;
+    if (rc_open(&c, host, (int)strtol(colon + 1, NULL, 10)) != 0)
+        return;
+    uint32_t r = st->meta.replicas;
+    for (uint32_t p = 0; p < st->meta.partitions; p++) {
+        for (uint32_t k = 0; k < r; k++) {
+            if (st->replicas[(size_t)p * r + k] != (uint32_t)id)
+                continue;
+            char num[16];
+            snprintf(num, sizeof num, "%" PRIu32, p);
+            const char *argv[] = {"CLUSTER.STATE", num};
+            rc_command(&c, 2, argv);
+            char text[256];
+            unsigned long long last = 0;
+            const char *at = NULL;
+            if (rc_wait(&c, timeout_ms) == 0 && rc_text(&c, text, sizeof text) &&
+                (at = strstr(text, " last=")) != NULL && sscanf(at, " last=%llu", &last) == 1)
+                st->last[(size_t)p * r + k] = (int64_t)last;
+        }
+    }
+    rc_close(&c);
+}
+
+/* Partition p's lag (see the file comment), or -1 for n/a. */
+static int64_t part_lag(const struct admin_status *st, uint32_t p)
+{
+    if (!st->part_known[p] || !st->replicas || !st->last)
+        return -1;
+    uint32_t r = st->meta.replicas;
+    long primary = strtol(st->parts[p].primary, NULL, 10);
+    int64_t plast = -1, lag = -1;
+    for (uint32_t k = 0; k < r; k++)
+        if (st->replicas[(size_t)p * r + k] == (uint32_t)primary)
+            plast = st->last[(size_t)p * r + k];
+    if (plast < 0)
+        return -1;
+    for (uint32_t k = 0; k < r; k++) {
+        int64_t l = st->last[(size_t)p * r + k];
+        if (st->replicas[(size_t)p * r + k] != (uint32_t)primary && l >= 0 &&
+            plast - (l < plast ? l : plast) > lag)
+            lag = plast - (l < plast ? l : plast);
+    }
+    return lag;
+}
+
 static const struct admin_node *find_node(const struct admin_status *st, const char *id)
 {
     for (size_t i = 0; i < st->nodes_count; i++)
@@ -351,15 +410,18 @@ static void print_text(const struct admin_status *st)
         for (uint32_t k = 0; st->replicas && k < st->meta.replicas && o < sizeof reps; k++)
             o += (size_t)snprintf(reps + o, sizeof reps - o, "%s%" PRIu32, k ? "," : "",
                                   st->replicas[(size_t)p * st->meta.replicas + k]);
+        char lag[24] = "n/a";
+        if (part_lag(st, p) >= 0)
+            snprintf(lag, sizeof lag, "%" PRId64, part_lag(st, p));
         printf("  %-9" PRIu32 " %-6" PRIu64 " %-8s %-16s %-16s %s%s%s\n", p, x->epoch, x->primary,
-               isr, reps[0] ? reps : "?", "n/a",
+               isr, reps[0] ? reps : "?", lag,
                part_no_live_primary(st, p) ? "  FLAG: primary not live" : "",
                part_shrunken(st, p) ? "  FLAG: ISR shrunk" : "");
     }
     struct admin_summary s = summarize(st);
     printf("\nsummary: %zu live nodes, %" PRIu32 " partitions, %" PRIu32
            " without a live primary, %" PRIu32 " with a shrunken ISR, %" PRIu32
-           " without a config; lag n/a (replication not wired)\n",
+           " without a config\n",
            st->nodes_count, st->meta.partitions, s.no_live_primary, s.shrunken_isr, s.unconfigured);
 }
 
@@ -417,7 +479,8 @@ static int print_json(const struct admin_status *st)
         json_object_set_new(x, "replicas", reps);
         json_object_set_new(x, "primary_live", json_boolean(!part_no_live_primary(st, p)));
         json_object_set_new(x, "isr_shrunk", json_boolean(part_shrunken(st, p)));
-        json_object_set_new(x, "lag", json_null()); /* n/a: replication not wired */
+        int64_t lag = part_lag(st, p);
+        json_object_set_new(x, "lag", lag >= 0 ? json_integer(lag) : json_null());
         json_array_append_new(parts, x);
     }
     json_object_set_new(o, "nodes", nodes);
@@ -505,6 +568,14 @@ static int admin_status(int argc, char **argv)
     if (exit_code == 0) {
         for (size_t i = 0; i < st.nodes_count; i++)
             probe_node(&st.nodes[i], (int)timeout_ms);
+        if (st.replicas) {
+            size_t cells = (size_t)st.meta.partitions * st.meta.replicas;
+            st.last = malloc(cells * sizeof *st.last);
+            for (size_t i = 0; st.last && i < cells; i++)
+                st.last[i] = -1;
+        }
+        for (size_t i = 0; i < st.nodes_count; i++)
+            probe_states(&st, &st.nodes[i], (int)timeout_ms);
         if (json)
             exit_code = print_json(&st);
         else
@@ -514,6 +585,7 @@ static int admin_status(int argc, char **argv)
     free(st.replicas);
     free(st.parts);
     free(st.part_known);
+    free(st.last);
     return exit_code;
 }
 
