@@ -37,6 +37,10 @@ int cli_wal(int argc, char **argv);
 extern const char cli_sim_usage[];
 int cli_sim(int argc, char **argv);
 
+/* `shardmart demo` (cmd_demo.c). */
+extern const char cli_demo_usage[];
+int cli_demo(int argc, char **argv);
+
 /* `shardmart admin` (cmd_admin.c). */
 extern const char cli_admin_usage[];
 int cli_admin(int argc, char **argv);

@@ -27,6 +27,8 @@ const struct cli_command cli_commands[] = {
     {"admin", "the cluster's status from etcd: nodes, partitions, primaries", cli_admin_usage,
      cli_admin},
     {"sim", "run the seeded cluster simulator and check every run", cli_sim_usage, cli_sim},
+    {"demo", "etcd and three nodes: a flash sale through a primary's kill -9", cli_demo_usage,
+     cli_demo},
     {NULL, NULL, NULL, NULL},
 };
 
