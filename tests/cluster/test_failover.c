@@ -14,7 +14,9 @@
  */
 #include <criterion/criterion.h>
 #include <hiredis/hiredis.h>
+#include <fcntl.h>
 #include <signal.h>
+#include <sys/wait.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -598,4 +600,82 @@ Test(cluster_failover, writes_go_on_without_one_etcd_member)
     start_node(primary, true);
     wait_all_ready();
     wait_agree(p);
+}
+
+/* `shardmart bench WORKLOAD --cluster` with a history through a live node, its primary killed
+ * with -9 while it runs: the bench must end with every request answered (exit 0) and
+ * `shardmart check` must prove the history against the final state. */
+static void bench_through_a_kill(const char *workload)
+{
+    char dir[] = "/tmp/shardmart-fo-XXXXXX";
+    cr_assert_not_null(mkdtemp(dir));
+    char hist[96], err[96], port[16];
+    snprintf(hist, sizeof hist, "%s/history.tsv", dir);
+    snprintf(err, sizeof err, "%s/bench.err", dir);
+    snprintf(port, sizeof port, "%d", nodes[0].resp_port);
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        int fd = open(err, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (fd >= 0)
+            dup2(fd, 2);
+        int null = open("/dev/null", O_WRONLY);
+        if (null >= 0)
+            dup2(null, 1);
+        execl(node_proc_binary(), node_proc_binary(), "bench", workload, "--cluster", "--port",
+              port, "--clients", "8", "--duration-ms", "4000", "--stock", "100000000", "--history",
+              hist, (char *)NULL);
+        _exit(127);
+    }
+    /* The partition the load uses, from the bench's first line. */
+    unsigned p = PARTITIONS;
+    for (int64_t until = mono_ms() + 10000; p == PARTITIONS;) {
+        FILE *f = fopen(err, "r");
+        char line[512];
+        while (f && fgets(line, sizeof line, f)) {
+            const char *at = strstr(line, ") is in partition ");
+            if (at)
+                (void)sscanf(at, ") is in partition %u", &p);
+        }
+        if (f)
+            fclose(f);
+        cr_assert(mono_ms() < until, "the %s bench did not start", workload);
+        if (p == PARTITIONS)
+            pause_ms(20);
+    }
+    pause_ms(1000);
+    int primary, epoch, isr;
+    cr_assert(config_of(p, &primary, &epoch, &isr));
+    int64_t t0 = mono_ms();
+    kill_node(primary);
+    int status = 0;
+    cr_assert_eq(waitpid(pid, &status, 0), pid);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+              "the %s bench failed through the kill (status %d); see %s", workload, status, err);
+    printf("cluster_failover: %s bench through kill -9 of partition %u's primary: done %lld ms "
+           "after the kill\n",
+           workload, p, (long long)(mono_ms() - t0));
+    char port2[16];
+    int live = (primary + 1) % NODES;
+    snprintf(port2, sizeof port2, "%d", nodes[live].resp_port);
+    static char out[16384];
+    const char *const check[] = {"check", hist, "--port", port2, NULL};
+    int rc = node_proc_run(check, out, sizeof out);
+    cr_assert_eq(rc, 0, "check of the %s history failed: %s", workload, out);
+    cr_assert_not_null(strstr(out, "check: OK"), "%s", out);
+    start_node(primary, true);
+    wait_all_ready();
+    wait_agree(p);
+    char rm[128];
+    snprintf(rm, sizeof rm, "rm -rf %s", dir);
+    cr_assert_eq(system(rm), 0);
+}
+
+Test(cluster_failover, bench_histories_pass_check_through_a_primary_kill)
+{
+    for (int i = 0; i < NODES; i++)
+        start_node(i, false);
+    wait_all_ready();
+    bench_through_a_kill("flash-sale");
+    bench_through_a_kill("cart");
 }

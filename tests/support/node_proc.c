@@ -19,7 +19,7 @@
 
 #define ARGS_MAX 64
 
-static const char *binary(void)
+const char *node_proc_binary(void)
 {
     const char *bin = getenv("SHARDMART_BIN");
     return bin ? bin : "./shardmart";
@@ -60,7 +60,7 @@ int node_proc_start(struct node_proc *p, const char *data_dir, const char *const
     snprintf(out, sizeof out, "%s/out", p->dir);
     const char *argv[ARGS_MAX];
     int n = 0;
-    argv[n++] = binary();
+    argv[n++] = node_proc_binary();
     argv[n++] = "start";
     argv[n++] = "--port";
     argv[n++] = "0";
@@ -122,7 +122,7 @@ int node_proc_run(const char *const *args, char *out, size_t out_cap)
         return -1;
     const char *argv[ARGS_MAX];
     int n = 0;
-    argv[n++] = binary();
+    argv[n++] = node_proc_binary();
     for (int i = 0; args[i] && n < ARGS_MAX - 1; i++)
         argv[n++] = args[i];
     argv[n] = NULL;

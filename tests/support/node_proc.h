@@ -23,6 +23,9 @@ struct node_proc {
  * printed). When data_dir is not NULL the node uses it instead of a fresh one. */
 int node_proc_start(struct node_proc *p, const char *data_dir, const char *const *flags);
 
+/* The shardmart binary the tests run ($SHARDMART_BIN, else ./shardmart). */
+const char *node_proc_binary(void);
+
 /* Runs the binary with argv (NULL-terminated, without the program name) to completion;
  * returns its exit status and copies up to out_cap-1 bytes of stdout+stderr into out. */
 int node_proc_run(const char *const *argv, char *out, size_t out_cap);
