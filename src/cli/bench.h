@@ -46,7 +46,7 @@ struct bench_config {
     double rate;          /* > 0: open loop at this many operations per second */
     uint32_t skus;
     uint32_t locks;    /* locks, mixed: distinct lock names */
-    uint32_t accounts; /* mixed: accounts, all in one partition */
+    uint32_t accounts; /* mixed: accounts, all in one partition; cart --cross: spread */
     int64_t stock;
     uint32_t users;
     uint32_t partitions;
@@ -56,6 +56,7 @@ struct bench_config {
     bool json;
     bool cluster;  /* route every request to its partition's primary (bench_cluster.c) */
     bool cold_map; /* --cluster without CLUSTER.PARTITIONS: learn every primary from -MOVED */
+    bool cross;    /* cart: SKUs and accounts spread over partitions (see bench_workload.c) */
 };
 
 /*
@@ -111,10 +112,10 @@ struct bench_workload_state {
     uint64_t seq;
     char (*skus)[BENCH_NAME_BYTES];
     uint32_t skus_n;
-    char (*accounts)[BENCH_NAME_BYTES]; /* mixed */
+    char (*accounts)[BENCH_NAME_BYTES]; /* mixed, cart --cross */
     uint32_t accounts_n;
     char session[BENCH_NAME_BYTES]; /* locks, mixed: the one session every acquire uses */
-    uint32_t setup_n;               /* set-up operations: session, SKUs, accounts */
+    uint32_t setup_n; /* set-up operations: session, SKUs, accounts (cart --cross: deposits) */
     /* A ring of follow-ups: order ids to pay or cancel (cart, mixed), "<session> <lock>
      * <owner>" of granted locks to release (locks, mixed). */
     char followups[BENCH_FOLLOWUPS_MAX][BENCH_FOLLOWUP_BYTES];

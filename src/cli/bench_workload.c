@@ -12,6 +12,13 @@
  *   mixed       per operation: 40% single-unit orders over --skus SKUs (then paid or cancelled
  *               as in cart), 20% lock acquires (then released), 40% money: deposits,
  *               withdrawals and transfers between --accounts accounts of one partition
+ *   cart --cross  the same carts over --skus SKUs spread over every partition (LIMIT 2 per
+ *               user), so nearly every order is a cross-partition transaction; about half the
+ *               placed orders are paid with ORDER.PAY between two of --accounts accounts, also
+ *               spread (each opened with BENCH_CROSS_DEPOSIT cents), a quarter cancelled; a
+ *               third of the paid orders refunded (one refund in four WRITEOFF, the rest
+ *               RESTOCK); one operation in five moves money between the accounts. It is the
+ *               history `shardmart check` proves cross-partition orders, payments and refunds on
  */
 #include <stdlib.h>
 #include <string.h>
@@ -66,6 +73,14 @@ static int pick_colocated(struct bench_workload_state *w, char letter, uint32_t 
     return *names_n == want_n ? 0 : SM_E_BADARG;
 }
 
+/* Every account of cart --cross starts with this much, so most payments find the funds. */
+#define BENCH_CROSS_DEPOSIT 1000000
+
+static bool cross(const struct bench_config *cfg)
+{
+    return cfg->workload == BENCH_CART && cfg->cross;
+}
+
 static uint32_t skus_wanted(const struct bench_config *cfg)
 {
     switch (cfg->workload) {
@@ -88,14 +103,25 @@ int bench_workload_init(struct bench_workload_state *w, const struct bench_confi
     uint64_t t = bench_now_ns() ^ ((uint64_t)getpid() << 40);
     (void)snprintf(w->tag, sizeof w->tag, "b%08llx", (unsigned long long)(t & 0xffffffffu));
     bool with_locks = cfg->workload == BENCH_LOCKS || cfg->workload == BENCH_MIXED;
-    uint32_t n = skus_wanted(cfg), accounts = cfg->workload == BENCH_MIXED ? cfg->accounts : 0;
+    uint32_t n = skus_wanted(cfg);
+    uint32_t accounts = cfg->workload == BENCH_MIXED || cross(cfg) ? cfg->accounts : 0;
     w->skus = calloc(n + 1, sizeof *w->skus);
     w->accounts = calloc(accounts + 1, sizeof *w->accounts);
     if (!w->skus || !w->accounts)
         return SM_E_NOMEM;
     if (with_locks)
         (void)snprintf(w->session, sizeof w->session, "%s-session", w->tag);
-    w->setup_n = (with_locks ? 1 : 0) + n + accounts;
+    w->setup_n = (with_locks ? 1 : 0) + n + accounts * (cross(cfg) ? 2 : 1);
+    if (cross(cfg)) {
+        /* Spread: names as they come, whatever their partitions. */
+        for (uint32_t i = 0; i < n; i++)
+            (void)snprintf(w->skus[i], BENCH_NAME_BYTES, "%s-x%u", w->tag, i);
+        for (uint32_t i = 0; i < accounts; i++)
+            (void)snprintf(w->accounts[i], BENCH_NAME_BYTES, "%s-a%u", w->tag, i);
+        w->skus_n = n;
+        w->accounts_n = accounts;
+        return 0;
+    }
     if (accounts > 0 && pick_colocated(w, 'a', accounts, w->accounts, &w->accounts_n) != 0)
         return SM_E_BADARG;
     if (cfg->workload == BENCH_CART)
@@ -120,8 +146,9 @@ static void next_rid(struct bench_workload_state *w, struct bench_op *op)
     (void)snprintf(op->rid, sizeof op->rid, "%s-%llu", w->tag, (unsigned long long)++w->seq);
 }
 
-/* Set-up order: the session (locks, mixed), then the SKUs, then the accounts (mixed; every
- * fourth may overdraw by 500 cents, so the money proof sees both kinds). */
+/* Set-up order: the session (locks, mixed), then the SKUs, then the accounts (mixed, cart
+ * --cross; every fourth may overdraw by 500 cents, so the money proof sees both kinds), then
+ * (cart --cross) a deposit to each account. */
 void bench_workload_setup_op(struct bench_workload_state *w, uint32_t i, struct bench_op *op)
 {
     ASSERT(i < w->setup_n);
@@ -134,13 +161,21 @@ void bench_workload_setup_op(struct bench_workload_state *w, uint32_t i, struct 
     i -= w->session[0] ? 1 : 0;
     if (i < w->skus_n) {
         op->kind = HISTORY_CREATE;
-        bool limited = w->cfg->workload == BENCH_FLASH_SALE;
+        const char *limit = w->cfg->workload == BENCH_FLASH_SALE ? " LIMIT 1"
+                            : cross(w->cfg)                      ? " LIMIT 2"
+                                                                 : "";
         (void)snprintf(op->args, sizeof op->args, "%s %lld%s PRICE 100", w->skus[i],
-                       (long long)w->cfg->stock, limited ? " LIMIT 1" : "");
+                       (long long)w->cfg->stock, limit);
         return;
     }
     i -= w->skus_n;
-    ASSERT(i < w->accounts_n);
+    if (i >= w->accounts_n) {
+        i -= w->accounts_n;
+        ASSERT(cross(w->cfg) && i < w->accounts_n);
+        op->kind = HISTORY_DEPOSIT;
+        (void)snprintf(op->args, sizeof op->args, "%s %d", w->accounts[i], BENCH_CROSS_DEPOSIT);
+        return;
+    }
     op->kind = HISTORY_OPEN;
     (void)snprintf(op->args, sizeof op->args, "%s%s", w->accounts[i],
                    i % 4 == 3 ? " OVERDRAFT 500" : "");
@@ -192,9 +227,15 @@ void bench_workload_next(struct bench_workload_state *w, struct bench_op *op)
     if (w->followups_n > 0) {
         uint32_t at = w->followups_head;
         op->kind = w->followup_kind[at];
-        if (op->kind == HISTORY_PAYEXT)
+        if (op->kind == HISTORY_PAYEXT) {
             (void)snprintf(op->args, sizeof op->args, "%s pay-%s", w->followups[at], op->rid);
-        else
+        } else if (op->kind == HISTORY_PAY) {
+            /* A buyer and another account as the merchant, anywhere. */
+            uint32_t a = rng_below(w, w->accounts_n);
+            uint32_t b = (a + 1 + rng_below(w, w->accounts_n - 1)) % w->accounts_n;
+            (void)snprintf(op->args, sizeof op->args, "%s %s %s", w->followups[at], w->accounts[a],
+                           w->accounts[b]);
+        } else
             (void)snprintf(op->args, sizeof op->args, "%s", w->followups[at]);
         w->followups_head = (at + 1) % BENCH_FOLLOWUPS_MAX;
         w->followups_n--;
@@ -202,6 +243,10 @@ void bench_workload_next(struct bench_workload_state *w, struct bench_op *op)
     }
     if (w->cfg->workload == BENCH_LOCKS) {
         lock_acquire(w, op);
+        return;
+    }
+    if (cross(w->cfg) && w->accounts_n >= 2 && rng_below(w, 5) == 0) {
+        money(w, op, rng_below(w, 4));
         return;
     }
     if (w->cfg->workload == BENCH_MIXED) {
@@ -249,6 +294,16 @@ void bench_workload_acked(struct bench_workload_state *w, const struct bench_op 
         followup(w, HISTORY_RELEASE, op->args, (size_t)(lease - op->args));
         return;
     }
+    if (op->kind == HISTORY_PAY && strcmp(result, "OK") == 0 && rng_below(w, 3) == 0) {
+        /* "<order> RESTOCK|WRITEOFF": the order id is the payment's first word. */
+        char args[BENCH_FOLLOWUP_BYTES];
+        size_t id = strcspn(op->args, " ");
+        int n = snprintf(args, sizeof args, "%.*s %s", (int)id, op->args,
+                         rng_below(w, 4) == 0 ? "WRITEOFF" : "RESTOCK");
+        if (n > 0 && (size_t)n < sizeof args)
+            followup(w, HISTORY_REFUND, args, (size_t)n);
+        return;
+    }
     bool orders = w->cfg->workload == BENCH_CART || w->cfg->workload == BENCH_MIXED;
     if (op->kind != HISTORY_PLACE || !orders)
         return;
@@ -256,8 +311,9 @@ void bench_workload_acked(struct bench_workload_state *w, const struct bench_op 
     if (dice == 3)
         return; /* left reserved */
     size_t len = strlen(result);
+    uint8_t pay = cross(w->cfg) ? HISTORY_PAY : HISTORY_PAYEXT;
     if (len < BENCH_FOLLOWUP_BYTES)
-        followup(w, dice == 2 ? HISTORY_CANCEL : HISTORY_PAYEXT, result, len);
+        followup(w, dice == 2 ? HISTORY_CANCEL : pay, result, len);
 }
 
 void bench_reply_result(const struct rc_conn *c, const struct bench_op *op, char *s, size_t cap)

@@ -46,8 +46,12 @@ size_t check_next_word(const char **p, const char **word);
 /* An integer word in [0, max] into *v; false when it is not one. */
 bool check_word_int(const char *word, size_t len, int64_t max, int64_t *v);
 
-/* Prints "check: VIOLATION: " and the formatted text, and returns 1. */
+/* Prints "check: VIOLATION: " and the formatted text (unless check_quiet), and returns 1. */
 int check_violation(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Set while cmd_check.c reads the node's state again because cross-partition work may still be
+ * settling: a violation seen then is not printed (the last read's is). */
+extern bool check_quiet;
 
 /* True (after a message on stderr) when the current reply on c is an error other than NOTFOUND:
  * the node could not answer (still recovering, busy, ...), which proves nothing either way. */

@@ -21,6 +21,8 @@ const char cli_bench_usage[] =
     "  flash-sale  one SKU of --stock units, LIMIT 1 per user; single-unit orders of random users\n"
     "  spread      --skus SKUs; single-unit orders of a random SKU\n"
     "  cart        --skus SKUs in one partition; orders of 2-5 SKUs, then some paid or cancelled\n"
+    "              (--cross: SKUs and --accounts accounts spread over the partitions, orders\n"
+    "              paid with ORDER.PAY, some refunded, and transfers: cross-partition work)\n"
     "  locks       try-acquires of --locks locks by fresh owners; every grant then released\n"
     "  mixed       40% orders over --skus SKUs, 20% lock cycles, 40% deposits, withdrawals\n"
     "              and transfers between --accounts accounts of one partition\n"
@@ -35,7 +37,7 @@ const char cli_bench_usage[] =
     "                    counts from the intended time (default: closed loop)\n"
     "  --skus N          SKUs for spread, cart, mixed (default 1000 spread, 16 cart, 100 mixed)\n"
     "  --locks N         lock names for locks and mixed (default 64, 1..100000)\n"
-    "  --accounts N      accounts for mixed (default 16, 1..1024)\n"
+    "  --accounts N      accounts for mixed and cart --cross (default 16, 1..1024)\n"
     "  --stock Q         units per SKU (default 1000)\n"
     "  --users N         distinct buyers (default 100000)\n"
     "  --partitions P    the node's partition count, for cart's SKUs and mixed's accounts\n"
@@ -134,6 +136,8 @@ static bool parse_flags(int argc, char **argv, struct bench_config *cfg)
             cfg->cluster = true;
         } else if (strcmp(argv[i], "--cold-map") == 0) {
             cfg->cluster = cfg->cold_map = true;
+        } else if (strcmp(argv[i], "--cross") == 0) {
+            cfg->cross = true;
         } else {
             fprintf(stderr, "shardmart bench: unknown or incomplete option '%s'\n", argv[i]);
             return false;
@@ -154,6 +158,10 @@ static bool parse_flags(int argc, char **argv, struct bench_config *cfg)
     cfg->partitions = (uint32_t)or_default(f.partitions, 0); /* 0: ask the node */
     cfg->ttl_ms = or_default(f.ttl_ms, 600000);
     cfg->seed = (uint64_t)or_default(f.seed, 1);
+    if (cfg->cross && (cfg->workload != BENCH_CART || cfg->accounts < 2)) {
+        fprintf(stderr, "shardmart bench: --cross is for cart, with --accounts 2 or more\n");
+        return false;
+    }
     return true;
 }
 

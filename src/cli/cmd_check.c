@@ -4,13 +4,26 @@
  *
  *   1. no request id was acknowledged with two different results;
  *   2. every acknowledged order id belongs to one request only, and ORDER.GET finds it with the
- *      quantity the history ordered; a paid order is not RESERVED, a cancelled one CANCELLED;
- *   3. per SKU created in the history: all counts >= 0, stocked as created,
+ *      quantity the history ordered (of an order across partitions: the units of the SKUs in
+ *      the order's own partition, which is what the node keeps there; the partition count
+ *      comes from CONFIG GET partitions); a paid order (ORDER.PAY or ORDER.PAYEXT) is not RESERVED,
+ *      a cancelled one CANCELLED, a refunded one REFUNDED;
+ *   3. per SKU created in the history: all counts >= 0, stocked as created less the units of
+ *      refunds that wrote them off (within what unanswered refunds allow),
  *      available + reserved + sold == stocked (so no oversell), and reserved + sold equals the
  *      units of acknowledged orders now RESERVED/PAID/SHIPPED/COMPLETED, plus at most the units
  *      of orders whose reply never came;
  *   4. no user holds more than a SKU's LIMIT across its live acknowledged orders;
- *   5. money conserved (check_money.c) and 6. lock safety (check_locks.c), see check.h.
+ *   5. money conserved (check_money.c: deposits, withdrawals, transfers, payments and refunds)
+ *      and 6. lock safety (check_locks.c), see check.h.
+ *
+ * Cross-partition work settles after its reply: a remote partition releases, sells or refunds
+ * an order's items, and credits a payment's payee, a batch or two after the client's reply
+ * (docs/node.md). So when 3 or 5 finds a violation, the node's state is read again, after 10
+ * ms, then twice as long each time up to CHECK_SETTLE_STEP_MS, for CHECK_SETTLE_MS in all,
+ * and only a violation that outlasts them is reported. A node at rest settles in milliseconds;
+ * a real violation never does. A history with no cross-partition work (every order's SKUs,
+ * every payment's and transfer's accounts in one partition) is read once.
  *
  * Exit 0 with a one-line summary, 1 with the first violation, 2 for usage or a bad history.
  */
@@ -19,11 +32,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cli/check.h"
 #include "cli/commands.h"
 #include "cli/history.h"
 #include "cli/resp_client.h"
+#include "limits.h"
+#include "shardmart/ring.h"
 #include "util/error.h"
 
 const char cli_check_usage[] =
@@ -34,10 +50,15 @@ const char cli_check_usage[] =
     "holders at once (docs/tools.md).\n"
     "exit: 0 all hold, 1 a violation (the first is explained), 2 usage or malformed history\n";
 
+/* Reads of the node's stock and money while cross-partition work may still be settling. */
+#define CHECK_SETTLE_MS      2000
+#define CHECK_SETTLE_STEP_MS 250
+
 struct check_sku {
     char name[CHECK_NAME_BYTES];
     uint32_t line;
     int64_t stocked, limit, live, unknown;
+    int64_t written_off, written_off_maybe; /* units refunds wrote off: answered, unanswered */
 };
 
 /* A unit of a limited SKU held by a user in a live order. */
@@ -59,12 +80,18 @@ struct check {
     size_t skus_n;
     struct check_hold *holds;
     size_t holds_n;
-    int64_t totals[4]; /* available, reserved, sold, stocked over all SKUs */
+    int64_t totals[4];   /* available, reserved, sold, stocked over all SKUs */
+    uint32_t partitions; /* the node's, or 0 when it did not say */
+    bool cross;          /* the history has cross-partition work (or partitions is 0) */
     struct check_summary summary;
 };
 
+bool check_quiet;
+
 int check_violation(const char *fmt, ...)
 {
+    if (check_quiet)
+        return 1;
     char text[1024];
     va_list ap;
     va_start(ap, fmt);
@@ -93,6 +120,8 @@ bool check_word_int(const char *word, size_t len, int64_t max, int64_t *v)
 
 static int violation(const char *fmt, const char *a, const char *b, uint32_t l1, uint32_t l2)
 {
+    if (check_quiet)
+        return 1;
     printf("check: VIOLATION: ");
     printf(fmt, a, b, l1, l2);
     printf("\n");
@@ -275,9 +304,102 @@ bool check_node_failed(const struct rc_conn *c, const char *what)
     return true;
 }
 
+/* The node's partition count (CONFIG GET partitions), or 0 when it does not say. */
+static int read_partitions(struct check *k)
+{
+    const char *argv[] = {"CONFIG", "GET", "partitions"};
+    rc_command(&k->c, 3, argv);
+    if (rc_wait(&k->c, CHECK_TIMEOUT_MS) != 0)
+        return -1;
+    char text[32] = "";
+    if (k->c.vals_n == 3 && k->c.vals[2].type == RESP_BULK)
+        (void)snprintf(text, sizeof text, "%.*s", (int)k->c.vals[2].str.len,
+                       (const char *)k->c.vals[2].str.ptr);
+    long long p = strtoll(text, NULL, 10);
+    k->partitions = p >= 1 && p <= SM_PARTITIONS_MAX ? (uint32_t)p : 0;
+    return 0;
+}
+
+/* The units of an ORDER.PLACE ("user ttl sku qty ...") that the node keeps with the order: all
+ * of them, or of an order across partitions those whose SKU lives in the order's partition
+ * (its id's first 4 hex digits). */
+static int64_t units_at_order(const struct check *k, const struct history_line *l)
+{
+    const char *p = l->args, *w = NULL;
+    (void)check_next_word(&p, &w);
+    (void)check_next_word(&p, &w);
+    char *end = NULL;
+    unsigned long home = strtoul(l->result, &end, 16);
+    bool by_partition = k->partitions > 0 && end == l->result + 4 && *end == '-';
+    int64_t units = 0;
+    for (size_t n; (n = check_next_word(&p, &w)) > 0;) {
+        const char *q = NULL;
+        if (check_next_word(&p, &q) == 0)
+            return -1;
+        uint32_t at = 0;
+        if (by_partition && (ring_key_partition(w, n, k->partitions, &at) != 0 || at != home))
+            continue;
+        units += strtoll(q, NULL, 10);
+    }
+    return units;
+}
+
+/* The partition of a name, or UINT32_MAX when partitions is unknown. */
+static uint32_t partition_of(const struct check *k, const char *name, size_t len)
+{
+    uint32_t p = 0;
+    if (k->partitions == 0 || ring_key_partition(name, len, k->partitions, &p) != 0)
+        return UINT32_MAX;
+    return p;
+}
+
+/* Whether line l is cross-partition work: an order whose SKUs span partitions, a payment or a
+ * transfer whose accounts do not all live with its order or each other. (A refund is cross
+ * only when its order's payment was, which that payment's line already says.) */
+static bool line_is_cross(const struct check *k, const struct history_line *l)
+{
+    const char *p = l->args, *w = NULL;
+    size_t n;
+    uint32_t home = UINT32_MAX;
+    bool first = true;
+    if (l->op == HISTORY_PLACE) {
+        (void)check_next_word(&p, &w);
+        (void)check_next_word(&p, &w);
+        for (; (n = check_next_word(&p, &w)) > 0; first = false) {
+            uint32_t at = partition_of(k, w, n);
+            if (at == UINT32_MAX || (!first && at != home))
+                return true;
+            home = at;
+            (void)check_next_word(&p, &w); /* quantity */
+        }
+        return false;
+    }
+    if (l->op != HISTORY_PAY && l->op != HISTORY_TRANSFER)
+        return false;
+    if (l->op == HISTORY_PAY) {
+        char *end = NULL;
+        home = (uint32_t)strtoul(l->args, &end, 16);
+        if (k->partitions == 0 || end != l->args + 4)
+            return true;
+        (void)check_next_word(&p, &w);
+        first = false;
+    }
+    for (int i = 0; i < 2 && (n = check_next_word(&p, &w)) > 0; i++, first = false) {
+        uint32_t at = partition_of(k, w, n);
+        if (at == UINT32_MAX || (!first && at != home))
+            return true;
+        home = at;
+    }
+    return false;
+}
+
 /* 2b: ORDER.GET of every acknowledged order: found, with the quantity ordered. */
 static int read_orders(struct check *k)
 {
+    if (read_partitions(k) != 0)
+        return -1;
+    for (size_t i = 0; i < k->h.lines_n && !k->cross; i++)
+        k->cross = line_is_cross(k, &k->h.lines[i]);
     for (size_t base = 0; base < k->orders_n; base += CHECK_CHUNK) {
         size_t n = k->orders_n - base < CHECK_CHUNK ? k->orders_n - base : CHECK_CHUNK;
         for (size_t i = 0; i < n; i++) {
@@ -296,8 +418,7 @@ static int read_orders(struct check *k)
             if (!rc_field_str(&k->c, "state", k->states[base + i], sizeof k->states[0]) ||
                 !rc_field_int(&k->c, "quantity", &qty))
                 return -1;
-            int64_t ordered = apply_items(k, l, is_live(k->states[base + i]));
-            if (ordered != qty)
+            if (apply_items(k, l, is_live(k->states[base + i])) < 0 || units_at_order(k, l) != qty)
                 return violation("order %s holds a quantity other than ordered (%s; line %u%.0u)",
                                  l->result, l->args, l->line, 0);
         }
@@ -305,41 +426,78 @@ static int read_orders(struct check *k)
     return 0;
 }
 
-/* 2c: an acknowledged payment left its order paid, an acknowledged cancel cancelled it. */
+/* The index in k->orders of the order a follow-up names (its first word), or k->orders_n. */
+static size_t followup_order(const struct check *k, const struct history_line *l)
+{
+    const char *p = l->args, *w = NULL;
+    size_t n = check_next_word(&p, &w);
+    char id[CHECK_NAME_BYTES];
+    if (n == 0 || n >= sizeof id)
+        return k->orders_n;
+    memcpy(id, w, n);
+    id[n] = '\0';
+    struct history_line key = {.result = id, .line = 0};
+    const struct history_line *kp = &key;
+    /* The sort puts line 0 first among equal ids, so search for the first with this id. */
+    size_t lo = 0, hi = k->orders_n;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (cmp_order(&k->orders[mid], &kp) < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < k->orders_n && strcmp(k->orders[lo]->result, id) == 0 ? lo : k->orders_n;
+}
+
+/* A refund "order WRITEOFF" answered ok (or unanswered: maybe) took the order's units out of
+ * stocked. */
+static void written_off(struct check *k, const struct history_line *refund, size_t order)
+{
+    const char *p = refund->args, *w = NULL;
+    (void)check_next_word(&p, &w);
+    size_t n = check_next_word(&p, &w);
+    if (n != 8 || memcmp(w, "WRITEOFF", 8) != 0)
+        return;
+    p = k->orders[order]->args;
+    (void)check_next_word(&p, &w); /* user */
+    (void)check_next_word(&p, &w); /* ttl */
+    for (size_t sn; (sn = check_next_word(&p, &w)) > 0;) {
+        const char *q = NULL;
+        if (check_next_word(&p, &q) == 0)
+            return;
+        struct check_sku *s = find_sku(k, w, sn);
+        if (s)
+            *(refund->ok ? &s->written_off : &s->written_off_maybe) += strtoll(q, NULL, 10);
+    }
+}
+
+/* 2c: an acknowledged payment left its order paid, an acknowledged cancel cancelled it, an
+ * acknowledged refund refunded it. */
 static int check_followups(struct check *k)
 {
     for (size_t i = 0; i < k->h.lines_n; i++) {
         const struct history_line *l = &k->h.lines[i];
-        if (!l->ok || (l->op != HISTORY_PAYEXT && l->op != HISTORY_CANCEL))
+        bool refund = l->op == HISTORY_REFUND;
+        if ((l->acked && !l->ok) ||
+            (l->op != HISTORY_PAYEXT && l->op != HISTORY_PAY && l->op != HISTORY_CANCEL && !refund))
             continue;
-        const char *p = l->args, *w = NULL;
-        size_t n = check_next_word(&p, &w);
-        char id[160];
-        if (n == 0 || n >= sizeof id)
-            continue;
-        memcpy(id, w, n);
-        id[n] = '\0';
-        struct history_line key = {.result = id, .line = 0};
-        const struct history_line *kp = &key;
-        /* The sort puts line 0 first among equal ids, so search for the first with this id. */
-        size_t lo = 0, hi = k->orders_n;
-        while (lo < hi) {
-            size_t mid = (lo + hi) / 2;
-            if (cmp_order(&k->orders[mid], &kp) < 0)
-                lo = mid + 1;
-            else
-                hi = mid;
-        }
-        if (lo == k->orders_n || strcmp(k->orders[lo]->result, id) != 0)
+        size_t o = followup_order(k, l);
+        if (o == k->orders_n)
             continue; /* an order this history did not place */
-        const char *state = k->states[lo];
-        bool fine = l->op == HISTORY_CANCEL
-                        ? strcmp(state, "CANCELLED") == 0
-                        : strcmp(state, "RESERVED") != 0 && strcmp(state, "CANCELLED") != 0 &&
-                              strcmp(state, "EXPIRED") != 0;
+        if (refund)
+            written_off(k, l, o);
+        if (!l->ok)
+            continue;
+        const char *state = k->states[o];
+        bool fine = l->op == HISTORY_CANCEL ? strcmp(state, "CANCELLED") == 0
+                    : refund                ? strcmp(state, "REFUNDED") == 0
+                             : strcmp(state, "RESERVED") != 0 && strcmp(state, "CANCELLED") != 0 &&
+                                   strcmp(state, "EXPIRED") != 0;
         if (!fine)
-            return violation("order %s is %s after an acknowledged payment or cancel (line %u%.0u)",
-                             id, state, l->line, 0);
+            return violation("order %s is %s after an acknowledged payment, cancel or refund "
+                             "(line %u%.0u)",
+                             k->orders[o]->result, state, l->line, 0);
     }
     return 0;
 }
@@ -357,8 +515,9 @@ static int check_one_sku(struct check *k, const struct check_sku *s)
     const char *bad = NULL;
     if (v[0] < 0 || v[1] < 0 || v[2] < 0 || v[3] < 0)
         bad = "a negative count";
-    else if (v[3] != s->stocked)
-        bad = "stocked differs from the quantity created";
+    else if (v[3] > s->stocked - s->written_off ||
+             v[3] < s->stocked - s->written_off - s->written_off_maybe)
+        bad = "stocked differs from the quantity created less the units refunds wrote off";
     else if (v[1] + v[2] > v[3])
         bad = "oversold: reserved + sold > stocked";
     else if (v[0] + v[1] + v[2] != v[3])
@@ -369,18 +528,23 @@ static int check_one_sku(struct check *k, const struct check_sku *s)
         k->totals[i] += v[i];
     if (!bad)
         return 0;
+    if (check_quiet)
+        return 1;
     snprintf(why, sizeof why,
-             "available %lld reserved %lld sold %lld stocked %lld; created %lld, live acked "
-             "units %lld, unanswered %lld",
+             "available %lld reserved %lld sold %lld stocked %lld; created %lld, written off "
+             "%lld (+%lld unanswered), live acked units %lld, unanswered %lld",
              (long long)v[0], (long long)v[1], (long long)v[2], (long long)v[3],
-             (long long)s->stocked, (long long)s->live, (long long)s->unknown);
+             (long long)s->stocked, (long long)s->written_off, (long long)s->written_off_maybe,
+             (long long)s->live, (long long)s->unknown);
     printf("check: VIOLATION: SKU %s (created line %u): %s (%s)\n", s->name, s->line, bad, why);
     return 1;
 }
 
 static int check_stock(struct check *k)
 {
-    for (size_t base = 0; base < k->skus_n; base += CHECK_CHUNK) {
+    int bad = 0; /* the first violation; the chunk's other replies are still read */
+    memset(k->totals, 0, sizeof k->totals);
+    for (size_t base = 0; bad == 0 && base < k->skus_n; base += CHECK_CHUNK) {
         size_t n = k->skus_n - base < CHECK_CHUNK ? k->skus_n - base : CHECK_CHUNK;
         for (size_t i = 0; i < n; i++) {
             const char *argv[] = {"STOCK.GET", k->skus[base + i].name};
@@ -389,13 +553,35 @@ static int check_stock(struct check *k)
         for (size_t i = 0; i < n; i++) {
             if (rc_wait(&k->c, CHECK_TIMEOUT_MS) != 0 || check_node_failed(&k->c, "STOCK.GET"))
                 return -1;
-            int rc = check_one_sku(k, &k->skus[base + i]);
-            if (rc != 0) {
-                return rc; /* the rest of the chunk is dropped with the connection */
-            }
+            if (bad == 0)
+                bad = check_one_sku(k, &k->skus[base + i]);
         }
     }
-    return 0;
+    return bad;
+}
+
+static int check_money_of(struct check *k)
+{
+    return check_money(&k->h, &k->c, &k->summary);
+}
+
+/* A proof of the node's state (3 or 5), read again while it fails: cross-partition work may
+ * still be settling. */
+static int check_settled(struct check *k, int (*proof)(struct check *))
+{
+    long waited_ms = k->cross ? 0 : CHECK_SETTLE_MS, step_ms = 10;
+    for (;;) {
+        check_quiet = waited_ms < CHECK_SETTLE_MS;
+        int rc = proof(k);
+        if (rc != 1 || !check_quiet) {
+            check_quiet = false;
+            return rc;
+        }
+        struct timespec ts = {.tv_sec = 0, .tv_nsec = step_ms * 1000000L};
+        nanosleep(&ts, NULL);
+        waited_ms += step_ms;
+        step_ms = step_ms * 2 > CHECK_SETTLE_STEP_MS ? CHECK_SETTLE_STEP_MS : step_ms * 2;
+    }
 }
 
 static int cmp_word(const char *a, const char *b)
@@ -442,9 +628,9 @@ static int prove(struct check *k)
         if (k->h.lines[i].op == HISTORY_PLACE && !k->h.lines[i].acked)
             (void)apply_items(k, &k->h.lines[i], false);
     rc = rc ? rc : check_followups(k);
-    rc = rc ? rc : check_stock(k);
+    rc = rc ? rc : check_settled(k, check_stock);
     rc = rc ? rc : check_limits(k);
-    rc = rc ? rc : check_money(&k->h, &k->c, &k->summary);
+    rc = rc ? rc : check_settled(k, check_money_of);
     rc = rc ? rc : check_locks(&k->h, &k->c, &k->summary);
     return rc;
 }

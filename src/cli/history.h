@@ -30,7 +30,9 @@
     X(HISTORY_OPEN, "ACCOUNT.OPEN")                                                                \
     X(HISTORY_DEPOSIT, "ACCOUNT.DEPOSIT")                                                          \
     X(HISTORY_WITHDRAW, "ACCOUNT.WITHDRAW")                                                        \
-    X(HISTORY_TRANSFER, "ACCOUNT.TRANSFER")
+    X(HISTORY_TRANSFER, "ACCOUNT.TRANSFER")                                                        \
+    X(HISTORY_PAY, "ORDER.PAY")                                                                    \
+    X(HISTORY_REFUND, "ORDER.REFUND")
 
 #define HISTORY_OP_ENUM(e, name) e,
 enum history_op { HISTORY_OPS(HISTORY_OP_ENUM) HISTORY_OPS_N };

@@ -5,7 +5,9 @@
  * acknowledgement, a broken limit) are each caught with the violation named. The locks and mixed
  * workloads are proven too, and doctored copies of their histories (a hold never released, a
  * token granted twice or going back, money made, an account's balance off, an overdraft
- * changed) are each caught. Bad flags and malformed histories exit 2.
+ * changed) are each caught. So is cart --cross, whose orders, payments, refunds and transfers
+ * cross partitions, with doctored copies (a refund left out, forged or recorded as a restock,
+ * a payment's accounts swapped). Bad flags and malformed histories exit 2.
  */
 #include <criterion/criterion.h>
 #include <stdio.h>
@@ -370,6 +372,85 @@ Test(bench_check, mixed_money_and_locks_are_proven_and_made_money_is_caught)
     const char *plain[8] = {f[0], f[1], f[2], f[3], f[4], f[5], f[6], a};
     join(line, sizeof line, plain);
     expect_violation("overdraft.tsv", &l, od, line, NULL, "beyond its overdraft");
+    free(l.text);
+    stop();
+}
+
+/* The first RESTOCK or WRITEOFF refund answered ok, and the order of the first payment
+ * answered ok that no refund names. */
+static size_t find_refund(const struct lines *l, const char *how)
+{
+    for (int k = 0;; k++) {
+        size_t i = find_line(l, "ORDER.REFUND", "ok", k);
+        if (strstr(l->line[i], how))
+            return i;
+    }
+}
+
+static size_t find_unrefunded_payment(const struct lines *l)
+{
+    for (int k = 0;; k++) {
+        size_t i = find_line(l, "ORDER.PAY", "ok", k);
+        char order[64];
+        arg(l->line[i], 0, order, sizeof order);
+        bool refunded = false;
+        for (size_t j = 0; j < l->n && !refunded; j++)
+            refunded = strstr(l->line[j], "\tORDER.REFUND\t") && strstr(l->line[j], order);
+        if (!refunded)
+            return i;
+    }
+}
+
+Test(bench_check, cart_across_partitions_with_payments_refunds_and_limits_is_proven)
+{
+    start();
+    char history[512];
+    path_of("cross.tsv", history, sizeof history);
+    /* SKUs (LIMIT 2 per user) and accounts spread over the node's 256 partitions: nearly every
+     * order is a cross-partition transaction, and 20 users run into their limits. */
+    const char *bench[] = {"bench", "cart",       "--cross", "--port",    port,    "--users",
+                           "20",    "--accounts", "8",       "--clients", "4",     "--pipeline",
+                           "2",     "--requests", "2000",    "--history", history, NULL};
+    run_and_prove(bench, history);
+    cr_assert(strstr(out, "8 accounts hold") != NULL, "%s", out);
+    struct lines l;
+    load(history, &l);
+    (void)find_line(&l, "ORDER.PLACE", "LIMIT", 0);
+    (void)find_line(&l, "ACCOUNT.TRANSFER", "ok", 0);
+    (void)find_line(&l, "ORDER.CANCEL", "ok", 0);
+    size_t restock = find_refund(&l, "RESTOCK"), writeoff = find_refund(&l, "WRITEOFF");
+    size_t pay = find_unrefunded_payment(&l);
+    char order[64], a[64], b[64], line[2048], args[512], f[8][160];
+    arg(l.line[pay], 0, order, sizeof order);
+    arg(l.line[pay], 1, a, sizeof a);
+    arg(l.line[pay], 2, b, sizeof b);
+
+    /* A refund left out: the buyer holds money its operations do not explain. */
+    expect_violation("refund-lost.tsv", &l, restock, NULL, NULL, "operations allow only");
+
+    /* A write-off recorded as a restock: stocked is short of what the history says. */
+    for (int i = 0; i < 8; i++)
+        field(l.line[writeoff], i, f[i], sizeof f[i]);
+    char *w = strstr(f[7], "WRITEOFF");
+    cr_assert_not_null(w);
+    memcpy(w, "RESTOCK", 8);
+    const char *restocked[8] = {f[0], f[1], f[2], f[3], f[4], f[5], f[6], f[7]};
+    join(line, sizeof line, restocked);
+    expect_violation("writeoff.tsv", &l, writeoff, line, NULL, "refunds wrote off");
+
+    /* A refund the node never saw: the order is still paid. */
+    snprintf(args, sizeof args, "%s RESTOCK", order);
+    const char *forged[8] = {"1", "ORDER.REFUND", "forged-1", "5", "6", "ok", "OK", args};
+    join(line, sizeof line, forged);
+    expect_violation("refund-forged.tsv", &l, l.n, NULL, line, "after an acknowledged");
+
+    /* A payment recorded with buyer and merchant swapped. */
+    for (int i = 0; i < 8; i++)
+        field(l.line[pay], i, f[i], sizeof f[i]);
+    snprintf(args, sizeof args, "%s %s %s", order, b, a);
+    const char *swapped[8] = {f[0], f[1], f[2], f[3], f[4], f[5], f[6], args};
+    join(line, sizeof line, swapped);
+    expect_violation("pay-swapped.tsv", &l, pay, line, NULL, "operations allow only");
     free(l.text);
     stop();
 }
