@@ -426,6 +426,11 @@ static bool rerouted(struct loop *l, uint32_t ci, uint32_t si, const struct rc_c
     if (strcmp(code, "TRYAGAIN") != 0 && strcmp(code, "CLUSTERDOWN") != 0)
         return false;
     s->maybe_applied = true; /* a dropped reply of a deposed primary: the write may commit */
+    /* A node that is not ready yet (restarted, still loading its configs) is asked nothing for a
+     * back-off: the retry goes to another node, which redirects to the primary, instead of a
+     * stale map entry (a late -MOVED to the restarted node) waiting for this one. */
+    if (strcmp(code, "CLUSTERDOWN") == 0)
+        node_down(l, s->node, now_ns);
     partition_failed(l, s->partition, now_ns, code);
     backoff(l, ci, si, now_ns, code);
     return true;
