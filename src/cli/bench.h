@@ -179,7 +179,8 @@ void bench_cluster_free(struct bench_cluster *m);
 /* The index of the node at addr, added when new; -1 when SM_CLIENT_NODES_MAX are known or addr is
  * not "a.b.c.d:port". */
 int bench_cluster_node(struct bench_cluster *m, const char *addr);
-/* The partition op's key falls in (the order id's own for ORDER.PAYEXT and ORDER.CANCEL). */
+/* The partition op's key falls in (the order id's own for ORDER.PAYEXT, ORDER.CANCEL, ORDER.PAY
+ * and ORDER.REFUND). */
 uint32_t bench_cluster_partition(const struct bench_cluster *m, const struct bench_op *op);
 /* Parses "MOVED <partition> <host:port>" (the reply's text after '-'): false when malformed. */
 bool bench_cluster_parse_moved(const char *text, size_t len, uint32_t *partition, char *addr,

@@ -254,8 +254,9 @@ uint32_t bench_cluster_partition(const struct bench_cluster *m, const struct ben
     ASSERT(p != NULL);
     size_t len = strcspn(p, " ");
     uint32_t part = 0;
-    if ((op->kind == HISTORY_PAYEXT || op->kind == HISTORY_CANCEL) &&
-        order_partition(p, len, m->partitions, &part))
+    bool by_order = op->kind == HISTORY_PAYEXT || op->kind == HISTORY_CANCEL ||
+                    op->kind == HISTORY_PAY || op->kind == HISTORY_REFUND;
+    if (by_order && order_partition(p, len, m->partitions, &part))
         return part;
     /* A key over the node's bound is refused by the node whatever partition it goes to. */
     if (ring_key_partition(p, len, m->partitions, &part) != 0)
