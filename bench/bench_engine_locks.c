@@ -74,7 +74,7 @@ static double run_pairs(int spread_names)
         int rc = locks_acquire(&l, index++, 0, sessions[s], session_lens[s], names[n], name_lens[n],
                                &a, &g);
         ASSERT(rc == 0 && g.status == LOCKS_GRANTED);
-        struct locks_ref ref = {sessions[s], session_lens[s], names[n], name_lens[n], 1, 0};
+        struct locks_ref ref = {sessions[s], session_lens[s], names[n], name_lens[n], 1, 0, 0, 0};
         uint32_t remaining;
         rc = locks_release(&l, index++, 0, &ref, &remaining, &ev);
         ASSERT(rc == 0 && remaining == 0);
@@ -105,7 +105,7 @@ static double run_handoff(void)
                              name_lens[0], &a, &g) == 0 &&
                g.status == LOCKS_QUEUED);
         struct locks_ref ref = {
-            sessions[holder], session_lens[holder], names[0], name_lens[0], 1, 0};
+            sessions[holder], session_lens[holder], names[0], name_lens[0], 1, 0, 0, 0};
         uint32_t remaining;
         ev.count = 0;
         ASSERT(locks_release(&l, index++, 0, &ref, &remaining, &ev) == 0 && ev.count == 1);

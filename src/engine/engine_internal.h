@@ -168,7 +168,7 @@ static inline bool engine_failed(struct engine_result r)
 {
     return r.kind == ENGINE_REPLY_ERR;
 }
-void engine_render(const struct engine *e, struct engine_result r, struct engine_reply *out);
+void engine_render(const struct engine *e, const struct engine_result *r, struct engine_reply *out);
 void engine_reply_err(struct engine_reply *out, int err, const char *msg);
 
 /* ---- slots ---- */
@@ -245,10 +245,13 @@ struct engine_result engine_account_cmd(struct engine *e, const struct engine_cm
 struct engine_result engine_account_move(struct engine *e, uint32_t from, uint32_t to,
                                          int64_t amount_cents);
 void engine_tick(struct engine *e, struct engine_reply *out);
-struct engine_result engine_lock_cmd(struct engine *e, const struct engine_cmd *cmd);
+/* A lock record's effect. session_hash and name_hash: locks_key_hash of cmd's key and key2 when
+ * the caller has them, else 0 (computed here). */
+struct engine_result engine_lock_cmd(struct engine *e, const struct engine_cmd *cmd,
+                                     uint64_t session_hash, uint64_t name_hash);
 void engine_read_lock(const struct engine *e, const struct engine_cmd *cmd,
                       struct engine_reply *out);
-void engine_render_grant(struct engine_result r, struct engine_reply *out);
+void engine_render_grant(const struct engine_result *r, struct engine_reply *out);
 
 /* ---- reads ---- */
 void engine_read_sku(const struct engine *e, const struct engine_cmd *cmd,

@@ -14,7 +14,8 @@ static struct engine_result lock_err(int rc)
     return engine_err(rc, ENGINE_NONE);
 }
 
-static struct engine_result lock_acquire(struct engine *e, const struct engine_cmd *cmd)
+static struct engine_result lock_acquire(struct engine *e, const struct engine_cmd *cmd,
+                                         const struct locks_ref *keys)
 {
     struct locks_acquire a = {.type = (enum locks_type)cmd->lock_type,
                               .owner = cmd->owner,
@@ -24,8 +25,7 @@ static struct engine_result lock_acquire(struct engine *e, const struct engine_c
                               .permits = cmd->permits,
                               .reentrant = cmd->reentrant};
     struct locks_grant g;
-    int rc = locks_acquire(&e->locks, e->last_index, e->now_ms, cmd->key.ptr, cmd->key.len,
-                           cmd->key2.ptr, cmd->key2.len, &a, &g);
+    int rc = locks_acquire_keyed(&e->locks, e->last_index, e->now_ms, keys, &a, &g);
     if (rc != 0)
         return lock_err(rc);
     ASSERT(g.status >= LOCKS_GRANTED && g.status <= LOCKS_QUEUED);
@@ -35,7 +35,8 @@ static struct engine_result lock_acquire(struct engine *e, const struct engine_c
                                   .aux = (uint32_t)g.status | g.count << 2};
 }
 
-struct engine_result engine_lock_cmd(struct engine *e, const struct engine_cmd *cmd)
+struct engine_result engine_lock_cmd(struct engine *e, const struct engine_cmd *cmd,
+                                     uint64_t session_hash, uint64_t name_hash)
 {
     struct locks *l = &e->locks;
     uint64_t index = e->last_index;
@@ -46,7 +47,9 @@ struct engine_result engine_lock_cmd(struct engine *e, const struct engine_cmd *
                             .name = cmd->key2.ptr,
                             .name_len = cmd->key2.len,
                             .owner = cmd->owner,
-                            .permit_id = cmd->permit_id};
+                            .permit_id = cmd->permit_id,
+                            .session_hash = session_hash,
+                            .name_hash = name_hash};
     int rc;
     switch (cmd->type) {
     case ENGINE_LOCK_SESSION_OPEN:
@@ -59,7 +62,7 @@ struct engine_result engine_lock_cmd(struct engine *e, const struct engine_cmd *
         rc = locks_session_close(l, index, now, cmd->key.ptr, cmd->key.len, &e->lock_events);
         return rc ? lock_err(rc) : engine_ok();
     case ENGINE_LOCK_ACQUIRE:
-        return lock_acquire(e, cmd);
+        return lock_acquire(e, cmd, &ref);
     case ENGINE_LOCK_RELEASE:
         rc = locks_release(l, index, now, &ref, &remaining, &e->lock_events);
         return rc ? lock_err(rc) : engine_int(remaining);
@@ -77,8 +80,9 @@ struct engine_result engine_lock_cmd(struct engine *e, const struct engine_cmd *
 
 static const char *const grant_status_names[] = {"", "GRANTED", "NOT_GRANTED", "QUEUED"};
 
-void engine_render_grant(struct engine_result r, struct engine_reply *out)
+void engine_render_grant(const struct engine_result *result, struct engine_reply *out)
 {
+    const struct engine_result r = *result;
     uint32_t status = r.aux & 3;
     ASSERT(status >= LOCKS_GRANTED && status <= LOCKS_QUEUED);
     out->kind = ENGINE_REPLY_FIELDS;

@@ -32,6 +32,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#define XXH_INLINE_ALL /* session ids and lock names are short: inlined XXH3 is faster */
 #include <xxhash.h>
 
 #include "util/error.h"
@@ -88,6 +89,18 @@ struct locks_entry {
 static uint64_t hash_bytes(const void *p, size_t n)
 {
     return XXH3_64bits(p, n);
+}
+
+uint64_t locks_key_hash(const void *key, size_t len)
+{
+    return hash_bytes(key, len);
+}
+
+/* A caller's precomputed hash (locks_ref), or 0: compute it here. A key whose hash really is 0
+ * is hashed again to 0, so the two paths never disagree. */
+static uint64_t hash_given(uint64_t given, const void *p, size_t n)
+{
+    return given != 0 ? given : hash_bytes(p, n);
 }
 
 static uint64_t hash_waiter(uint64_t waiter_id)
@@ -169,25 +182,41 @@ static bool waiter_eq(const void *ctx, uint32_t slot)
     return e->state == ENTRY_QUEUED && e->waiter_id == *(const uint64_t *)k->p;
 }
 
-static uint32_t session_lookup(const struct locks *l, const void *id, size_t len)
+static uint32_t session_find(const struct locks *l, const void *id, size_t len, uint64_t hash)
 {
     struct key_ctx k = {l, id, len};
-    return sm_index_find(&l->session_index, hash_bytes(id, len), session_eq, &k);
+    return sm_index_find(&l->session_index, hash, session_eq, &k);
+}
+
+static uint32_t session_lookup(const struct locks *l, const void *id, size_t len)
+{
+    return session_find(l, id, len, hash_bytes(id, len));
 }
 
 /* The live session with this id, or NIL: a session whose lease passed is gone already. */
-static uint32_t session_live(const struct locks *l, const void *id, size_t len, int64_t now_ms)
+static uint32_t session_live_hashed(const struct locks *l, const void *id, size_t len,
+                                    uint64_t hash, int64_t now_ms)
 {
-    uint32_t s = session_lookup(l, id, len);
+    uint32_t s = session_find(l, id, len, hash);
     if (s != NIL && l->sessions[s].expires_ms <= now_ms)
         return NIL;
     return s;
 }
 
-static uint32_t lock_lookup(const struct locks *l, const void *name, size_t len)
+static uint32_t session_live(const struct locks *l, const void *id, size_t len, int64_t now_ms)
+{
+    return session_live_hashed(l, id, len, hash_bytes(id, len), now_ms);
+}
+
+static uint32_t lock_find(const struct locks *l, const void *name, size_t len, uint64_t hash)
 {
     struct key_ctx k = {l, name, len};
-    return sm_index_find(&l->lock_index, hash_bytes(name, len), lock_eq, &k);
+    return sm_index_find(&l->lock_index, hash, lock_eq, &k);
+}
+
+static uint32_t lock_lookup(const struct locks *l, const void *name, size_t len)
+{
+    return lock_find(l, name, len, hash_bytes(name, len));
 }
 
 static uint32_t waiter_lookup(const struct locks *l, uint64_t waiter_id)
@@ -327,7 +356,9 @@ static void session_drop(struct locks *l, uint32_t s)
     l->session_count--;
 }
 
-static uint32_t lock_add(struct locks *l, const void *name, size_t len, uint8_t kind,
+/* hash is the name's (hash_bytes): a wrong one would leave the lock unfindable, which
+ * locks_check (run by the tests after every step) reports. */
+static uint32_t lock_add(struct locks *l, const void *name, size_t len, uint64_t hash, uint8_t kind,
                          uint32_t permits)
 {
     uint32_t k = row_take(&l->lock_free, &l->lock_high, l->config.locks_max,
@@ -337,7 +368,7 @@ static uint32_t lock_add(struct locks *l, const void *name, size_t len, uint8_t 
     memset(lk, 0, sizeof *lk);
     memcpy(lk->name, name, len);
     lk->name_len = (uint8_t)len;
-    lk->hash = hash_bytes(name, len);
+    lk->hash = hash;
     lk->kind = kind;
     lk->permits = permits;
     lk->holders_head = lk->holders_tail = lk->waiters_head = lk->waiters_tail = NIL;
@@ -711,19 +742,33 @@ int locks_acquire(struct locks *l, uint64_t index, int64_t now_ms, const void *s
                   size_t session_len, const void *name, size_t name_len,
                   const struct locks_acquire *args, struct locks_grant *g)
 {
+    const struct locks_ref keys = {
+        .session = session, .session_len = session_len, .name = name, .name_len = name_len};
+    return locks_acquire_keyed(l, index, now_ms, &keys, args, g);
+}
+
+int locks_acquire_keyed(struct locks *l, uint64_t index, int64_t now_ms,
+                        const struct locks_ref *keys, const struct locks_acquire *args,
+                        struct locks_grant *g)
+{
     index_check(l, index);
-    ASSERT(args != NULL && g != NULL);
+    ASSERT(keys != NULL && args != NULL && g != NULL);
     memset(g, 0, sizeof *g);
-    if (!key_ok(session_len) || !key_ok(name_len))
+    const void *name = keys->name;
+    size_t name_len = keys->name_len;
+    if (!key_ok(keys->session_len) || !key_ok(name_len))
         return SM_E_BADARG;
     int rc = acquire_args_check(l, args);
     if (rc != 0)
         return rc;
-    uint32_t s = session_live(l, session, session_len, now_ms);
+    uint32_t s = session_live_hashed(
+        l, keys->session, keys->session_len,
+        hash_given(keys->session_hash, keys->session, keys->session_len), now_ms);
     if (s == NIL)
         return SM_E_NOTFOUND;
     uint8_t kind = (uint8_t)kind_of((uint8_t)args->type);
-    uint32_t k = lock_lookup(l, name, name_len);
+    uint64_t name_hash = hash_given(keys->name_hash, name, name_len);
+    uint32_t k = lock_find(l, name, name_len, name_hash);
     if (k != NIL) {
         const struct locks_lock *lk = &l->locks[k];
         if (lk->kind != kind || lk->permits != args->permits)
@@ -741,7 +786,7 @@ int locks_acquire(struct locks *l, uint64_t index, int64_t now_ms, const void *s
         (k == NIL && !lock_row_free(l)))
         return SM_E_BUSY;
     if (k == NIL)
-        k = lock_add(l, name, name_len, kind, args->permits);
+        k = lock_add(l, name, name_len, name_hash, kind, args->permits);
     uint32_t e = entry_add(l, s, k, (uint8_t)args->type, args->owner);
     l->entries[e].lease_ms = args->lease_ms;
     grant(l, k, e, index, now_ms);
@@ -761,10 +806,13 @@ static int ref_find(const struct locks *l, int64_t now_ms, const struct locks_re
 {
     if (!key_ok(ref->session_len) || !key_ok(ref->name_len))
         return SM_E_BADARG;
-    uint32_t s = session_live(l, ref->session, ref->session_len, now_ms);
+    uint32_t s =
+        session_live_hashed(l, ref->session, ref->session_len,
+                            hash_given(ref->session_hash, ref->session, ref->session_len), now_ms);
     if (s == NIL)
         return SM_E_NOTFOUND;
-    *k = lock_lookup(l, ref->name, ref->name_len);
+    *k = lock_find(l, ref->name, ref->name_len,
+                   hash_given(ref->name_hash, ref->name, ref->name_len));
     if (*k == NIL)
         return SM_E_NOTHELD;
     *h = holder_find(l, *k, s, ref->owner, ref->permit_id, now_ms);
@@ -1145,7 +1193,7 @@ static int load_lock(struct locks *l, struct sm_rbuf *r, uint32_t i)
         return SM_E_BUSY;
     if (i > 0 && bytes_cmp(l->locks[i - 1].name, l->locks[i - 1].name_len, name, len) >= 0)
         return SM_E_CORRUPT;
-    uint32_t k = lock_add(l, name, len, kind, permits);
+    uint32_t k = lock_add(l, name, len, hash_bytes(name, len), kind, permits);
     ASSERT(k == i);
     /* Each record is at least 29 bytes: a count larger than the bytes left is a lie, caught
      * before it can spin a loop for billions of rounds. */

@@ -94,6 +94,9 @@ struct locks_ref {
     size_t name_len;
     uint64_t owner;     /* exclusive and read-write locks */
     uint64_t permit_id; /* semaphores */
+    /* locks_key_hash of session and of name, or 0: computed by the call. A caller that prepares
+     * records ahead of their turn (engine_apply_batch) hashes them there, once. */
+    uint64_t session_hash, name_hash;
 };
 
 enum locks_event_kind {
@@ -195,6 +198,23 @@ MUST_USE int locks_session_close(struct locks *l, uint64_t index, int64_t now_ms
 MUST_USE int locks_acquire(struct locks *l, uint64_t index, int64_t now_ms, const void *session,
                            size_t session_len, const void *name, size_t name_len,
                            const struct locks_acquire *args, struct locks_grant *grant);
+
+/* locks_acquire with session and name (and their hashes, see struct locks_ref) in keys; keys'
+ * owner and permit_id are not used (args says them). */
+MUST_USE int locks_acquire_keyed(struct locks *l, uint64_t index, int64_t now_ms,
+                                 const struct locks_ref *keys, const struct locks_acquire *args,
+                                 struct locks_grant *grant);
+
+/* The hash the lock service keys a session id or a lock name by (XXH3-64 of the bytes). */
+uint64_t locks_key_hash(const void *key, size_t len);
+
+/* Starts fetching the index cells a call with these hashes (locks_key_hash) will probe first, so
+ * that a caller preparing records ahead overlaps their misses with other work. Reads no state. */
+static inline void locks_prefetch(const struct locks *l, uint64_t session_hash, uint64_t name_hash)
+{
+    sm_index_prefetch(&l->session_index, session_hash);
+    sm_index_prefetch(&l->lock_index, name_hash);
+}
 
 /* Releases one grant (one reentry level of a reentrant exclusive lock); *remaining is the
  * reentry depth left (0 when the lock was let go). The next waiters get it (events). A grant

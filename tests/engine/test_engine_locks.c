@@ -213,7 +213,11 @@ Test(engine_locks, batch_hands_each_record_its_events)
 /* A batch far longer than engine_apply_batch's groups (it prepares and fetches records a group
  * ahead, in a ring of two groups) replies exactly as the same records applied one by one, and
  * ends in the same state: grants, queueing and hand-overs, replays of ids earlier in the same
- * batch (same and other arguments), errors, a malformed record and ticks, at every position. */
+ * batch (same and other arguments), errors, a malformed record and ticks, at every position.
+ * Run with idempotency rings of several sizes: one the batch never fills, and ones it fills
+ * early, so most records evict the oldest id (whose index cells the batch fetches ahead from a
+ * guess of the ring's head that records not remembered make wrong), at a size that is a
+ * multiple of the group and at one that is not. */
 struct batch_replies {
     struct engine_output got[200];
     uint64_t waiters[200]; /* the first event's waiter id, 0 when none */
@@ -229,7 +233,7 @@ static void batch_record_fn(void *ctx, uint32_t i, const struct engine_output *o
     b->calls++;
 }
 
-Test(engine_locks, long_batch_replies_as_one_by_one)
+static void long_batch_case(uint32_t request_ids_max)
 {
     enum { N = 200 };
     static uint8_t bytes[N][256];
@@ -282,8 +286,10 @@ Test(engine_locks, long_batch_replies_as_one_by_one)
         recs[i] = (struct engine_record){bytes[i], len};
     }
     struct harness one, batch;
-    harness_init(&one);
-    harness_init(&batch);
+    struct engine_config cfg = harness_config();
+    cfg.request_ids_max = request_ids_max;
+    harness_init_with(&one, &cfg);
+    harness_init_with(&batch, &cfg);
     static struct batch_replies b;
     memset(&b, 0, sizeof b);
     engine_apply_batch(&batch.e, 1, one.now_ms, recs, N, batch_record_fn, &b);
@@ -309,6 +315,8 @@ Test(engine_locks, long_batch_replies_as_one_by_one)
     cr_assert_gt(granted, 5);
     cr_assert_gt(replayed, 5);
     cr_assert_gt(handed, 0);
+    if (request_ids_max < N / 2) /* the ring filled and evicted ids for most of the batch */
+        cr_assert_eq(batch.e.requests_count, request_ids_max);
     harness_checked(&batch);
     struct sm_wbuf s1, s2;
     harness_save(&one.e, &s1);
@@ -319,4 +327,12 @@ Test(engine_locks, long_batch_replies_as_one_by_one)
     sm_wbuf_free(&s2);
     engine_free(&one.e);
     engine_free(&batch.e);
+}
+
+Test(engine_locks, long_batch_replies_as_one_by_one)
+{
+    long_batch_case(1000); /* never full */
+    long_batch_case(64);   /* full after about a third of the batch: 4 groups */
+    long_batch_case(67);   /* full, and the evictions not aligned with the groups */
+    long_batch_case(40);   /* full, too small for the eviction fetch (under 4 groups) */
 }

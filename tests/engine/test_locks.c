@@ -83,7 +83,7 @@ static int acq_args(const char *s, const char *name, int64_t now, const struct l
 
 static struct locks_ref ref(const char *s, const char *name, uint64_t owner, uint64_t permit)
 {
-    struct locks_ref r = {s, strlen(s), name, strlen(name), owner, permit};
+    struct locks_ref r = {s, strlen(s), name, strlen(name), owner, permit, 0, 0};
     return r;
 }
 

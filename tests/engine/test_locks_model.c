@@ -509,7 +509,15 @@ static bool step_once(struct run *run, uint64_t step)
         struct locks_acquire a;
         random_acquire(r, &a, lk, &run->next_wid);
         struct locks_grant g, mg;
-        rc = locks_acquire(&L, ix, now, SNAME[s], slen, LNAME[lk], 2, &a, &g);
+        /* Every other call goes through locks_acquire_keyed with the hashes given, as
+         * engine_apply_batch calls it: both must behave as the model says. */
+        struct locks_ref keys = {SNAME[s], slen, LNAME[lk], 2, 0, 0, 0, 0};
+        if (step % 2) {
+            keys.session_hash = locks_key_hash(SNAME[s], slen);
+            keys.name_hash = locks_key_hash(LNAME[lk], 2);
+        }
+        rc = step % 2 ? locks_acquire_keyed(&L, ix, now, &keys, &a, &g)
+                      : locks_acquire(&L, ix, now, SNAME[s], slen, LNAME[lk], 2, &a, &g);
         want = slen == 0 ? (memset(&mg, 0, sizeof mg), SM_E_BADARG)
                          : m_acquire(ix, now, s, lk, &a, &mg, &changed);
         if (rc == 0 && want == 0)
@@ -520,7 +528,11 @@ static bool step_once(struct run *run, uint64_t step)
                       (unsigned long long)mg.token);
     } else if (op < 80) { /* release or renew */
         uint64_t owner = rnd(r, 2), permit = pick_permit(r, lk);
-        struct locks_ref ref = {SNAME[s], slen, LNAME[lk], 2, owner, permit};
+        struct locks_ref ref = {SNAME[s], slen, LNAME[lk], 2, owner, permit, 0, 0};
+        if (step % 2) { /* hashes given, as engine_apply_batch does */
+            ref.session_hash = locks_key_hash(SNAME[s], slen);
+            ref.name_hash = locks_key_hash(LNAME[lk], 2);
+        }
         bool renew = rnd(r, 4) == 0;
         int64_t lease = rnd(r, 3) == 0 ? 0 : 1 + rnd(r, 400);
         uint32_t remaining = 0;
