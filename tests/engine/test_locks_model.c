@@ -567,7 +567,7 @@ static bool step_once(struct run *run, uint64_t step)
     } else if (op < 85) { /* cancel */
         uint64_t wid = pick_waiter(r);
         rc = locks_cancel(&L, ix, now, SNAME[s], slen, wid, &EV);
-        want = slen == 0 ? SM_E_BADARG : !m_live(s, now) ? SM_E_NOTFOUND : SM_E_NOTFOUND;
+        want = slen == 0 ? SM_E_BADARG : SM_E_NOTFOUND; /* a live session's wait is found below */
         for (int k = 0; k < NL && slen && m_live(s, now); k++)
             for (int i = 0; i < M.k[k].nw; i++)
                 if (M.k[k].w[i].waiter_id == wid && M.k[k].w[i].session == s) {
