@@ -186,8 +186,8 @@ static void rebuild(struct cluster_part *p)
 /* A snapshot at the commit index, once the engine is exactly there; the log before it goes. */
 static void maybe_compact(struct cluster_part *p)
 {
-    if (p->commit_index - p->snap_index < p->cfg.snapshot_every ||
-        p->applied_index != p->commit_index)
+    uint64_t every = p->compact_soon ? 1 : p->cfg.snapshot_every;
+    if (p->commit_index - p->snap_index < every || p->applied_index != p->commit_index)
         return;
     struct sm_wbuf w;
     sm_wbuf_init(&w);
@@ -212,6 +212,7 @@ static void maybe_compact(struct cluster_part *p)
     p->snap_index = index;
     p->snap_epoch = epoch;
     p->snap_time_ms = time_ms;
+    p->compact_soon = false;
     struct cluster_action a = {.type = CLUSTER_ACT_PERSIST_SNAPSHOT,
                                .index = index,
                                .epoch = epoch,
@@ -956,6 +957,12 @@ void cluster_part_flush(struct cluster_part *p, int64_t now_ms)
             send_append(p, peer, now_ms);
     }
     release_pending(p); /* with no other ISR member, a round confirms at once */
+}
+
+void cluster_part_compact_soon(struct cluster_part *p)
+{
+    p->compact_soon = true;
+    maybe_compact(p);
 }
 
 void cluster_part_set_tick_ms(struct cluster_part *p, int64_t tick_ms)

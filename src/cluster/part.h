@@ -191,6 +191,7 @@ struct cluster_part {
     bool cas_inflight;
     int64_t cas_sent_ms; /* a CAS unanswered for 4 lag timeouts is taken as lost */
     uint32_t isr_adding; /* a replica being added to the ISR (counted for commit), or UINT32_MAX */
+    bool compact_soon;   /* cluster_part_compact_soon: snapshot at the next chance */
     bool cas_uncertain;  /* an add's CAS got no answer: it may have applied; until a newer
                             config arrives, isr_adding stays counted even if a retry fails */
     int64_t now_ms;
@@ -247,6 +248,11 @@ void cluster_part_cas_failed(struct cluster_part *p, int64_t now_ms);
 
 /* The SYNC for (index, epoch) completed: everything persisted before it is durable. */
 void cluster_part_persisted(struct cluster_part *p, int64_t now_ms, uint64_t index, uint64_t epoch);
+
+/* Takes a snapshot at the next chance (the engine standing at the commit index, with entries
+ * after the last snapshot) instead of waiting for snapshot_every entries: the node's shared
+ * log cannot drop a segment while a quiet partition still needs an old entry in it. */
+void cluster_part_compact_soon(struct cluster_part *p);
 
 /* Changes how often the primary appends TICK entries (0 = never; the simulator's quiet end). */
 void cluster_part_set_tick_ms(struct cluster_part *p, int64_t tick_ms);

@@ -832,6 +832,7 @@ static void render_info(const struct cluster_rt *rt, struct sm_wbuf *b)
         put_fmt(b, "replica_partitions:%" PRIu64 "\r\n", st.replicas);
         put_fmt(b, "entries_committed:%" PRIu64 "\r\n", st.committed);
         put_fmt(b, "log_syncs:%" PRIu64 "\r\n", st.syncs);
+        put_fmt(b, "log_segments_deleted:%" PRIu64 "\r\n", st.segments_deleted);
         put_fmt(b, "replies_committed:%" PRIu64 "\r\n", st.replies);
         put_fmt(b, "replies_dropped:%" PRIu64 "\r\n", st.dropped);
         put_fmt(b, "peer_messages_in:%" PRIu64 "\r\n", st.messages_in);

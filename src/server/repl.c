@@ -35,6 +35,10 @@
 #define REPL_LOG_BYTES (16u * 1024 * 1024)
 /* Client requests of one part awaiting commit (one batch's worth at most, in practice). */
 #define REPL_PENDING_MAX 8192
+/* How often the shared log is compacted: partitions that still need a position older than the
+ * last round's end are asked for a snapshot, then every segment all partitions cover goes. */
+#define REPL_COMPACT_EVERY_MS 5000
+
 /* Passes of pump(): a sync's persisted() never appends, so the second pass finds nothing; the
  * bound only guards against a bug looping forever. */
 #define REPL_PUMP_PASSES 4
@@ -69,7 +73,9 @@ struct repl {
 
     bool fatal, fatal_told;
     bool in_pump;
-    int handles_open; /* the timer, check and idle handles: r is freed once they closed */
+    int64_t compact_last_ms;
+    uint64_t compact_mark; /* the log's next position at the last compaction round */
+    int handles_open;      /* the timer, check and idle handles: r is freed once they closed */
     uv_timer_t timer;
     uv_check_t check;
     uv_idle_t idle;
@@ -319,6 +325,32 @@ static void on_idle(uv_idle_t *h)
     pump(r);
 }
 
+/* The shared log's compaction round (REPL_COMPACT_EVERY_MS). Called right after a pump, so
+ * nothing is buffered and no flush is in flight. */
+static void compact(struct repl *r, int64_t now)
+{
+    r->compact_last_ms = now;
+    for (uint32_t p = 0; p < r->cfg.partitions; p++) {
+        uint64_t need = plog_needed_from(&r->plog, p);
+        if (need != UINT64_MAX && need < r->compact_mark)
+            cluster_part_compact_soon(&r->parts[p]);
+    }
+    r->compact_mark = plog_position_next(&r->plog);
+    pump(r);
+    /* The snapshots' markers ask for no SYNC of their own: make them durable, since compaction
+     * deletes nothing while a partition's newest marker is not. */
+    int rc = plog_sync(&r->plog);
+    if (rc != 0) {
+        set_fatal(r, "sync", rc);
+        return;
+    }
+    uint32_t deleted = 0;
+    rc = plog_compact(&r->plog, &deleted);
+    if (rc != 0 && rc != SM_E_STATE)
+        fprintf(stderr, "shardmart: partition log compaction failed: %s\n", sm_strerror(rc));
+    r->stats.segments_deleted += deleted;
+}
+
 static void on_timer(uv_timer_t *t)
 {
     struct repl *r = t->data;
@@ -330,6 +362,8 @@ static void on_timer(uv_timer_t *t)
         mark_dirty(r, p);
     }
     pump(r);
+    if (now - r->compact_last_ms >= REPL_COMPACT_EVERY_MS && !r->fatal && r->sync_count == 0)
+        compact(r, now);
 }
 
 static void on_message(void *ctx, uint32_t from, const uint8_t *bytes, size_t len)
@@ -412,8 +446,15 @@ static int open_log(struct repl *r, bool *restarted)
         fprintf(stderr, "shardmart: cannot create '%s': %s\n", r->dir, strerror(errno));
         return SM_E_IO;
     }
-    struct plog_config pc = {
-        .dir = r->dir, .sync_mode = r->cfg.sync_mode, .partitions = r->cfg.partitions};
+    struct plog_config pc = {.dir = r->dir,
+                             .sync_mode = r->cfg.sync_mode,
+                             .partitions = r->cfg.partitions,
+                             .segment_bytes = r->cfg.segment_bytes};
+    /* A batch is at most half a segment, as for the single node's log (store.c). */
+    uint64_t segment = pc.segment_bytes ? pc.segment_bytes : SM_WAL_SEGMENT_BYTES_DEFAULT;
+    pc.batch_bytes = SM_WAL_BATCH_BYTES_DEFAULT;
+    if (pc.batch_bytes > segment / 2)
+        pc.batch_bytes = (uint32_t)(segment / 2);
     struct plog_recovery *rep = calloc(1, sizeof *rep);
     if (!rep)
         return SM_E_NOMEM;

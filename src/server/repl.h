@@ -68,6 +68,7 @@ struct repl_config {
      * (time in the engines: lock leases, hold and order deadlines). */
     int64_t heartbeat_ms, retransmit_ms, lag_timeout_ms, tick_ms, query_timeout_ms;
     uint32_t snapshot_every; /* entries between a partition's snapshots */
+    uint64_t segment_bytes;  /* the shared log's segment size (0 = the default) */
     repl_cas_fn cas;
     void *cas_ctx;
     /* The log failed (a write or fsync error): nothing may be acknowledged any more; the
@@ -88,6 +89,7 @@ struct repl_stats {
     uint64_t cas_asked, cas_failed;     /* config changes asked by this node's parts */
     uint64_t primaries, replicas;       /* partitions in each role now */
     uint64_t failovers_started, failovers_done; /* as controller */
+    uint64_t segments_deleted;                  /* of the shared log, by compaction */
 };
 
 /* Fills the timing fields from the member lease (the failure detector's time scale). */

@@ -1157,6 +1157,7 @@ static int open_repl(struct server *s)
                              .ctx = s};
     repl_config_defaults(&rc, cfg->lease_ms);
     rc.tick_ms = cfg->tick_ms;
+    rc.segment_bytes = cfg->segment_bytes;
     int rv = repl_open(&s->repl, &rc);
     if (rv != 0)
         return rv;

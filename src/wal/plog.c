@@ -451,6 +451,12 @@ static uint64_t needed_from(const struct plog_pstate *ps)
     return need;
 }
 
+uint64_t plog_needed_from(const struct plog *l, uint32_t partition)
+{
+    ASSERT(partition < l->config.partitions);
+    return needed_from(&l->parts[partition]);
+}
+
 int plog_write_start(const struct sm_fs *fs, const char *dir, uint64_t start)
 {
     char path[WAL_PATH_BYTES], tmp[WAL_PATH_BYTES];

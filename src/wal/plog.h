@@ -174,6 +174,12 @@ uint64_t plog_position_acked(const struct plog *l);
 /* The position the next record will take. */
 uint64_t plog_position_next(const struct plog *l);
 
+/* The oldest position (record of the shared log) partition still needs: the first of its
+ * entries after its newest snapshot, or its first entry when it has none; UINT64_MAX when it
+ * needs nothing. A partition that needs an old position keeps every segment from there on:
+ * the caller asks it for a snapshot (compaction can only drop what every partition covers). */
+uint64_t plog_needed_from(const struct plog *l, uint32_t partition);
+
 /* Deletes snapshot files a newer durable one replaced, then the oldest segments whose records
  * every partition's durable snapshot covers (never the last segment). Deletes nothing while a
  * partition's newest marker is not durable yet (call it after a sync). Blocking. SM_E_IO,
