@@ -73,6 +73,9 @@ struct repl {
 
     bool fatal, fatal_told;
     bool in_pump;
+    /* Messages to this node itself (the controller querying its own part): delivered from the
+     * loop, never inside the emit that sent them. Each: length (u32 LE) | bytes. */
+    struct sm_wbuf loopback;
     int64_t compact_last_ms;
     uint64_t compact_mark; /* the log's next position at the last compaction round */
     int handles_open;      /* the timer, check and idle handles: r is freed once they closed */
@@ -185,6 +188,15 @@ static void persist_snapshot(struct repl *r, const struct cluster_action *a)
 
 static void send_to(struct repl *r, uint32_t node, const uint8_t *bytes, size_t len)
 {
+    if (node == r->cfg.node_id) {
+        sm_wbuf_u32(&r->loopback, (uint32_t)len);
+        sm_wbuf_put(&r->loopback, bytes, len);
+        if (r->loopback.failed)
+            r->stats.sends_failed++;
+        if (r->handles_open > 0)
+            uv_idle_start(&r->idle, on_idle);
+        return;
+    }
     if (peer_net_send(r->net, node, bytes, len) != 0)
         r->stats.sends_failed++; /* the protocol retransmits; a node with no address yet waits */
 }
@@ -311,9 +323,30 @@ static void pump(struct repl *r)
     }
 }
 
+static void on_message(void *ctx, uint32_t from, const uint8_t *bytes, size_t len);
+
+/* Delivers what this node sent itself (taken whole first: handling it may send more). */
+static void drain_loopback(struct repl *r)
+{
+    if (r->loopback.len == 0 && !r->loopback.failed)
+        return;
+    struct sm_wbuf w = r->loopback;
+    sm_wbuf_init(&r->loopback);
+    for (size_t at = 0; !w.failed && at + 4 <= w.len;) {
+        uint32_t len = (uint32_t)w.data[at] | (uint32_t)w.data[at + 1] << 8 |
+                       (uint32_t)w.data[at + 2] << 16 | (uint32_t)w.data[at + 3] << 24;
+        if (at + 4 + len > w.len)
+            break;
+        on_message(r, r->cfg.node_id, w.data + at + 4, len);
+        at += 4 + (size_t)len;
+    }
+    sm_wbuf_free(&w);
+}
+
 static void on_check(uv_check_t *h)
 {
     struct repl *r = h->data;
+    drain_loopback(r);
     if (r->dirty_count || r->sync_count || r->fatal)
         pump(r);
 }
@@ -322,6 +355,7 @@ static void on_idle(uv_idle_t *h)
 {
     struct repl *r = h->data;
     uv_idle_stop(h);
+    drain_loopback(r);
     pump(r);
 }
 
@@ -513,6 +547,7 @@ int repl_open(struct repl **out, const struct repl_config *cfg)
     snprintf(r->dir, sizeof r->dir, "%s", cfg->dir);
     r->cfg.dir = r->dir;
     r->batch_token = 1;
+    sm_wbuf_init(&r->loopback);
     uint32_t n = cfg->partitions;
     r->parts = calloc(n, sizeof *r->parts);
     r->dirty = calloc(n, sizeof *r->dirty);
@@ -590,6 +625,7 @@ static void repl_free(struct repl *r)
     free(r->sync_epoch);
     free(r->sync_list);
     free(r->msg);
+    sm_wbuf_free(&r->loopback);
     free(r);
 }
 
