@@ -75,13 +75,17 @@ peers_start_postgres() {
 }
 
 # peers_start_etcd NAME CLIENT_PORT PEER_PORT [INITIAL_CLUSTER] -> one etcd member.
+# etcd refuses lease TTLs below 1.5 x its election timeout (its default 1000 ms makes a 1 s
+# lease a 2 s one): on loopback a 25 ms heartbeat and 250 ms election timeout allow 1 s leases,
+# as in tests/support/etcd_proc.c.
 peers_start_etcd() {
     local name=$1 cport=$2 pport=$3 cluster=${4:-"$1=http://127.0.0.1:$3"} dir
     peers_tmpdir; dir=$PEERS_TMPDIR
     etcd --name "$name" --data-dir "$dir/data" \
         --listen-client-urls "http://127.0.0.1:$cport" --advertise-client-urls "http://127.0.0.1:$cport" \
         --listen-peer-urls "http://127.0.0.1:$pport" --initial-advertise-peer-urls "http://127.0.0.1:$pport" \
-        --initial-cluster "$cluster" --initial-cluster-state new >"$dir/etcd.log" 2>&1 &
+        --initial-cluster "$cluster" --initial-cluster-state new \
+        --heartbeat-interval 25 --election-timeout 250 >"$dir/etcd.log" 2>&1 &
     PEERS_PIDS+=($!)
     peers_wait_port "$cport" 30
 }

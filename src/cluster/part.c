@@ -838,7 +838,10 @@ static void on_log_end_query(struct cluster_part *p, const struct cluster_msg *m
 void cluster_part_receive(struct cluster_part *p, int64_t now_ms, const struct cluster_msg *m)
 {
     p->now_ms = now_ms;
-    if (m->partition != p->cfg.partition || m->to != p->cfg.node || m->from == p->cfg.node)
+    /* A message from this node itself is refused, except the controller's LOG_END_QUERY: the
+     * controller may run on one of the in-sync replicas it asks. */
+    if (m->partition != p->cfg.partition || m->to != p->cfg.node ||
+        (m->from == p->cfg.node && m->type != CLUSTER_MSG_LOG_END_QUERY))
         return;
     switch (m->type) {
     case CLUSTER_MSG_APPEND:

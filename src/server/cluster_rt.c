@@ -98,6 +98,7 @@ struct cluster_rt {
     uint64_t stats_moved, stats_crosspartition;
     bool *live;          /* SM_CLUSTER_NODES_MAX: members holding a lease (the controller's) */
     bool was_controller; /* the controller's failovers were running */
+    bool ttl_warned;     /* etcd granted a longer lease than asked: said once */
     struct rt_cas *cas;  /* CAS_INFLIGHT_MAX */
     uint32_t cas_count;
     uint64_t stats_cas, stats_cas_failed;
@@ -114,6 +115,14 @@ static int64_t now_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Wall-clock milliseconds, for log lines that operators line up across nodes. */
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
@@ -238,6 +247,11 @@ static void set_partition(struct cluster_rt *rt, const struct sm_coord_partition
         memcpy(c.replicas, &rt->replicas[(size_t)p->partition * rt->meta.replicas],
                rt->meta.replicas * sizeof c.replicas[0]);
     }
+    if (x->known && x->config.primary != c.primary)
+        fprintf(stderr,
+                "shardmart: cluster: node %" PRIu32 ": partition %" PRIu32 ": primary %" PRIu32
+                " at epoch %" PRIu64 " (was %" PRIu32 ") (unix_ms %" PRId64 ")\n",
+                rt->cfg.node_id, p->partition, c.primary, c.epoch, x->config.primary, wall_ms());
     if (!x->known)
         rt->parts_known++;
     x->known = true;
@@ -253,8 +267,13 @@ static void set_member(struct cluster_rt *rt, const struct sm_coord_member *m, b
         return; /* not a node of ours: ignore */
     struct rt_member *x = &rt->members[id];
     if (deleted) {
-        if (x->present)
+        if (x->present) {
             rt->members_count--;
+            fprintf(stderr,
+                    "shardmart: cluster: node %" PRIu32 ": member %" PRIu32
+                    " left (its lease lapsed or it stopped) (unix_ms %" PRId64 ")\n",
+                    rt->cfg.node_id, id, wall_ms());
+        }
         x->present = false;
         return;
     }
@@ -450,6 +469,17 @@ static void on_tick(uv_timer_t *t)
         }
     }
     bool live = rt->session.state == SM_COORD_SESSION_LIVE;
+    /* etcd counts TTLs in whole seconds and refuses any below 1.5 x its election timeout (its
+     * default of 1000 ms turns a 1 s lease into a 2 s one): failovers then take that long. */
+    int64_t asked_s = (rt->cfg.lease_ms + 999) / 1000;
+    if (live && !rt->ttl_warned && rt->session.granted_ttl_ms > asked_s * 1000) {
+        rt->ttl_warned = true;
+        fprintf(stderr,
+                "shardmart: cluster: WARNING: etcd granted a %" PRId64 " ms lease for --lease-ms "
+                "%" PRId64 " (its minimum is 1.5 x its --election-timeout): a dead node is noticed "
+                "that late\n",
+                rt->session.granted_ttl_ms, rt->cfg.lease_ms);
+    }
     if (live && rt->meta_done && rt->joined_lease != rt->session.lease && !rt->join_id)
         do_join(rt);
     if (rt->meta_done && !rt->loaded && !rt->load_id) {

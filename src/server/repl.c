@@ -262,8 +262,13 @@ static void ctl_emit(void *ctx, const struct cluster_action *a)
     struct repl *r = ctx;
     if (a->type == CLUSTER_ACT_SEND)
         send_to(r, a->to, a->bytes, a->len);
-    else if (a->type == CLUSTER_ACT_CAS && r->cfg.cas)
+    else if (a->type == CLUSTER_ACT_CAS && r->cfg.cas) {
+        fprintf(stderr,
+                "shardmart: controller: partition %" PRIu32 ": failover to node %" PRIu32
+                " at epoch %" PRIu64 " (unix_ms %" PRId64 ")\n",
+                a->partition, a->config->primary, a->config->epoch, wall_now_ms());
         (void)r->cfg.cas(r->cfg.cas_ctx, a->partition, a->config, true); /* retried by check */
+    }
 }
 
 /* ---- the pump: flush the parts, one shared sync, persisted ---------------------------------- */
