@@ -152,7 +152,7 @@ static void node_log(const struct demo *d, int i, char *out, size_t cap)
 
 static int start_node(struct demo *d, int i)
 {
-    char id[8], adv[32], port[8], http[8], data[300], log[300];
+    char id[24], adv[48], port[24], http[24], data[320], log[320];
     snprintf(id, sizeof id, "%d", i);
     snprintf(adv, sizeof adv, "127.0.0.1:%d", d->peer[i]);
     snprintf(port, sizeof port, "%d", d->resp[i]);
@@ -351,7 +351,7 @@ static int demo_run(struct demo *d, long stock, long rate)
            d->dir, DEMO_PARTITIONS, DEMO_LEASE_MS);
     d->etcd_port = free_port();
     d->etcd_peer_port = free_port();
-    char client[64], peer[64], initial[96], data[300], log[300];
+    char client[64], peer[64], initial[96], data[320], log[320];
     snprintf(client, sizeof client, "http://127.0.0.1:%d", d->etcd_port);
     snprintf(peer, sizeof peer, "http://127.0.0.1:%d", d->etcd_peer_port);
     snprintf(initial, sizeof initial, "demo=%s", peer);
@@ -383,7 +383,7 @@ static int demo_run(struct demo *d, long stock, long rate)
     printf("  3 nodes ready: RESP on 127.0.0.1:%d, :%d, :%d\n", d->resp[0], d->resp[1], d->resp[2]);
 
     /* The sale: 1.5 x stock orders of distinct buyers, open loop at `rate` per second. */
-    char hist[300], out[300], err[300], stock_s[16], rate_s[16], requests_s[16], port_s[8];
+    char hist[320], out[320], err[320], stock_s[24], rate_s[24], requests_s[24], port_s[24];
     snprintf(hist, sizeof hist, "%s/history.tsv", d->dir);
     snprintf(out, sizeof out, "%s/bench.out", d->dir);
     snprintf(err, sizeof err, "%s/bench.err", d->dir);
@@ -468,7 +468,7 @@ static int demo_run(struct demo *d, long stock, long rate)
     printf("  the SKU now: %" PRId64 " ordered (reserved %" PRId64 ", paid %" PRId64 "), %" PRId64
            " available, of %ld\n",
            reserved + sold, reserved, sold, available, stock);
-    char check_log[300], live_port[8];
+    char check_log[320], live_port[24];
     snprintf(check_log, sizeof check_log, "%s/check.out", d->dir);
     snprintf(live_port, sizeof live_port, "%d", d->resp[primary]);
     const char *const check[] = {d->self, "check", hist, "--port", live_port, NULL};
@@ -543,7 +543,7 @@ int cli_demo(int argc, char **argv)
     if (keep || rc != 0) {
         printf("shardmart demo: logs, data and history kept in %s\n", d.dir);
     } else {
-        char cmd[300];
+        char cmd[320];
         snprintf(cmd, sizeof cmd, "rm -rf '%s'", d.dir);
         if (system(cmd) != 0)
             fprintf(stderr, "shardmart demo: could not remove %s\n", d.dir);
