@@ -44,8 +44,30 @@ static void print_output(const struct node_proc *p)
     fclose(f);
 }
 
+static void remove_tree(const char *dir);
+
+/* A struct reused for the next incarnation of a node: the previous one's own directory (its
+ * ready and out files) is removed, unless that process still runs or the directory holds the
+ * data directory the new one runs on (a restart on its data: the caller removes it). Without
+ * this every restart on another directory's data left one behind. */
+static void forget_previous(const struct node_proc *p, const char *data_dir)
+{
+    char prefix[64];
+    snprintf(prefix, sizeof prefix, "%s/shardmart-test.",
+             getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+    size_t n = strnlen(p->dir, sizeof p->dir);
+    if (n == sizeof p->dir || strncmp(p->dir, prefix, strlen(prefix)) != 0)
+        return; /* never set (or not one of ours) */
+    if (p->pid > 0 && kill(p->pid, 0) == 0)
+        return;
+    if (data_dir && strncmp(data_dir, p->dir, n) == 0 && (data_dir[n] == '/' || !data_dir[n]))
+        return;
+    remove_tree(p->dir);
+}
+
 int node_proc_start(struct node_proc *p, const char *data_dir, const char *const *flags)
 {
+    forget_previous(p, data_dir);
     memset(p, 0, sizeof *p);
     snprintf(p->dir, sizeof p->dir, "%s/shardmart-test.XXXXXX",
              getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
