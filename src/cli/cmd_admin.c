@@ -235,21 +235,31 @@ static bool info_field(const char *text, const char *field, char *out, size_t ca
     return false;
 }
 
+/* Splits a node's client address "host:port" into host[ADMIN_ADDR_BYTES] and *port. */
+static bool split_client(const struct admin_node *x, char *host, int *port)
+{
+    snprintf(host, ADMIN_ADDR_BYTES, "%s", x->client);
+    char *colon = strrchr(host, ':');
+    char *end = NULL;
+    long v = colon ? strtol(colon + 1, &end, 10) : 0;
+    if (!colon || end == colon + 1 || *end != '\0' || v <= 0 || v > 65535)
+        return false;
+    *colon = '\0';
+    *port = (int)v;
+    return true;
+}
+
 /* Asks one node CLUSTER.INFO on its client address. */
 static void probe_node(struct admin_node *x, int timeout_ms)
 {
     char host[ADMIN_ADDR_BYTES];
-    snprintf(host, sizeof host, "%s", x->client);
-    char *colon = strrchr(host, ':');
-    char *end = NULL;
-    long port = colon ? strtol(colon + 1, &end, 10) : 0;
-    if (!colon || end == colon + 1 || *end != '\0' || port <= 0 || port > 65535) {
+    int port;
+    if (!split_client(x, host, &port)) {
         snprintf(x->error, sizeof x->error, "no client address in '%.60s'", x->m.addr);
         return;
     }
-    *colon = '\0';
     struct rc_conn c;
-    int rc = rc_open(&c, host, (int)port);
+    int rc = rc_open(&c, host, port);
     if (rc != 0) {
         snprintf(x->error, sizeof x->error, "connect: %s", strerror(errno));
         return;
@@ -278,14 +288,12 @@ static void probe_node(struct admin_node *x, int timeout_ms)
 static void probe_states(struct admin_status *st, const struct admin_node *x, int timeout_ms)
 {
     char host[ADMIN_ADDR_BYTES];
-    snprintf(host, sizeof host, "%s", x->client);
-    char *colon = strrchr(host, ':');
-    if (!st->replicas || !st->last || !x->reachable || !colon)
+    int port;
+    if (!st->replicas || !st->last || !x->reachable || !split_client(x, host, &port))
         return;
-    *colon = '\0';
     long id = strtol(x->m.id, NULL, 10);
     struct rc_conn c;
-    if (rc_open(&c, host, (int)strtol(colon + 1, NULL, 10)) != 0)
+    if (rc_open(&c, host, port) != 0)
         return;
     uint32_t r = st->meta.replicas;
     for (uint32_t p = 0; p < st->meta.partitions; p++) {

@@ -541,8 +541,15 @@ int repl_open(struct repl **out, const struct repl_config *cfg)
     if (cfg->partitions < 1 || cfg->partitions > SM_PARTITIONS_MAX ||
         cfg->node_id >= SM_CLUSTER_NODES_MAX || strlen(cfg->dir) > SM_WAL_DIR_BYTES_MAX ||
         cfg->snapshot_every < 1 || cfg->heartbeat_ms < 1 || cfg->lag_timeout_ms < 1 ||
-        cfg->retransmit_ms < 1 || cfg->query_timeout_ms < 1 || !cfg->peer_host) {
+        cfg->retransmit_ms < 1 || cfg->query_timeout_ms < 1) {
         fprintf(stderr, "shardmart: replication: bad configuration\n");
+        return SM_E_BADARG;
+    }
+    char peer_host[SM_PEER_HOST_BYTES_MAX];
+    uint16_t peer_port = 0;
+    if (!cfg->advertise ||
+        parse_host_port(cfg->advertise, peer_host, sizeof peer_host, &peer_port) != 0) {
+        fprintf(stderr, "shardmart: --advertise must be host:port (the peer address)\n");
         return SM_E_BADARG;
     }
     struct repl *r = calloc(1, sizeof *r);
@@ -587,8 +594,8 @@ int repl_open(struct repl **out, const struct repl_config *cfg)
     }
     if (rc == 0) {
         struct peer_net_config pn = {.loop = cfg->loop,
-                                     .bind_host = cfg->peer_host,
-                                     .port = cfg->peer_port,
+                                     .bind_host = peer_host,
+                                     .port = peer_port,
                                      .self_node = cfg->node_id,
                                      .cluster_id = cfg->cluster_id,
                                      /* a snapshot travels whole in one message */

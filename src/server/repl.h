@@ -60,9 +60,8 @@ struct repl_config {
     uint32_t node_id;             /* < SM_CLUSTER_NODES_MAX */
     struct engine_config engine;  /* every partition's capacities */
     enum wal_sync_mode sync_mode; /* WAL_SYNC_ALWAYS unless told otherwise */
-    const char *peer_host;        /* numeric IPv4 address the peer listener binds */
-    uint16_t peer_port;
-    uint64_t cluster_id; /* peers refuse a handshake from another cluster */
+    const char *advertise;        /* "host:port" the peer listener binds (a numeric IPv4 host) */
+    uint64_t cluster_id;          /* peers refuse a handshake from another cluster */
     /* Timing (ms). lag_timeout: an in-sync replica this long without progress is removed from
      * the ISR; heartbeat: the primary sends at least this often; tick: a TICK entry this often
      * (time in the engines: lock leases, hold and order deadlines). */

@@ -1131,15 +1131,6 @@ static int open_repl(struct server *s)
     const struct server_config *cfg = s->cfg;
     char dir[SM_WAL_DIR_BYTES_MAX + 8];
     snprintf(dir, sizeof dir, "%s/plog", cfg->data_dir);
-    char host[SM_PEER_HOST_BYTES_MAX];
-    const char *colon = cfg->advertise ? strrchr(cfg->advertise, ':') : NULL;
-    long port = colon ? strtol(colon + 1, NULL, 10) : 0;
-    if (!colon || (size_t)(colon - cfg->advertise) >= sizeof host || port < 1 || port > 65535) {
-        fprintf(stderr, "shardmart: --advertise must be host:port (the peer address)\n");
-        return SM_E_BADARG;
-    }
-    memcpy(host, cfg->advertise, (size_t)(colon - cfg->advertise));
-    host[colon - cfg->advertise] = '\0';
     const char *name = cfg->cluster_name ? cfg->cluster_name : CLUSTER_RT_NAME_DEFAULT;
     struct repl_config rc = {.loop = &s->loop,
                              .dir = dir,
@@ -1147,8 +1138,7 @@ static int open_repl(struct server *s)
                              .node_id = cfg->node_id,
                              .engine = cfg->engine,
                              .sync_mode = cfg->sync_mode,
-                             .peer_host = host,
-                             .peer_port = (uint16_t)port,
+                             .advertise = cfg->advertise,
                              .cluster_id = XXH3_64bits(name, strlen(name)),
                              .cas = on_repl_cas,
                              .cas_ctx = s,

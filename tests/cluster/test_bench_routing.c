@@ -89,10 +89,7 @@ static void setup(void)
 {
     cr_assert_not_null(mkdtemp(dir));
     etcd_cluster_start(&ec, 3);
-    int n =
-        snprintf(spec, sizeof spec, "etcd://127.0.0.1:%d,127.0.0.1:%d,127.0.0.1:%d",
-                 ec.members[0].client_port, ec.members[1].client_port, ec.members[2].client_port);
-    cr_assert(n > 0 && (size_t)n < sizeof spec);
+    etcd_cluster_spec(&ec, spec, sizeof spec);
     snprintf(name, sizeof name, "b%d", (int)getpid());
     memset(nodes, 0, sizeof nodes);
     memset(&old_node, 0, sizeof old_node);

@@ -58,21 +58,13 @@ static void pause_ms(int ms)
 static void setup(void)
 {
     etcd_cluster_start(&ec, 3);
-    int n =
-        snprintf(spec, sizeof spec, "etcd://127.0.0.1:%d,127.0.0.1:%d,127.0.0.1:%d",
-                 ec.members[0].client_port, ec.members[1].client_port, ec.members[2].client_port);
-    cr_assert(n > 0 && (size_t)n < sizeof spec);
+    etcd_cluster_spec(&ec, spec, sizeof spec);
     snprintf(name, sizeof name, "f%d", (int)getpid());
     memset(nodes, 0, sizeof nodes);
     memset(first, 0, sizeof first);
     memset(conns, 0, sizeof conns);
     memset(up, 0, sizeof up);
-    for (int i = 0; i < NODES; i++) {
-        peer_port[i] = etcd_proc_free_port();
-        for (int j = 0; j < i; j++)
-            if (peer_port[j] == peer_port[i])
-                i--; /* drawn twice: draw again */
-    }
+    etcd_proc_free_ports(peer_port, NODES);
 }
 
 static void drop_conn(int i)

@@ -42,18 +42,10 @@ static int64_t mono_ms(void)
 static void setup(void)
 {
     etcd_cluster_start(&ec, 3);
-    int n =
-        snprintf(spec, sizeof spec, "etcd://127.0.0.1:%d,127.0.0.1:%d,127.0.0.1:%d",
-                 ec.members[0].client_port, ec.members[1].client_port, ec.members[2].client_port);
-    cr_assert(n > 0 && (size_t)n < sizeof spec);
+    etcd_cluster_spec(&ec, spec, sizeof spec);
     snprintf(name, sizeof name, "t%d", (int)getpid());
     memset(nodes, 0, sizeof nodes);
-    for (int i = 0; i < NODES; i++) {
-        peer_port[i] = etcd_proc_free_port();
-        for (int j = 0; j < i; j++)
-            if (peer_port[j] == peer_port[i])
-                i--; /* drawn twice: draw again */
-    }
+    etcd_proc_free_ports(peer_port, NODES);
 }
 
 static void teardown(void)

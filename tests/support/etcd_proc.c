@@ -68,6 +68,30 @@ int etcd_proc_free_port(void)
     return port;
 }
 
+void etcd_proc_free_ports(int *ports, int n)
+{
+    for (int i = 0; i < n; i++) {
+        bool again;
+        do {
+            ports[i] = etcd_proc_free_port();
+            again = false;
+            for (int j = 0; j < i; j++)
+                again = again || ports[j] == ports[i];
+        } while (again);
+    }
+}
+
+void etcd_cluster_spec(const struct etcd_cluster *c, char *out, size_t cap)
+{
+    size_t used = 0;
+    for (int i = 0; i < c->members_count; i++) {
+        int n = snprintf(out + used, cap - used, "%s127.0.0.1:%d", i ? "," : "etcd://",
+                         c->members[i].client_port);
+        cr_assert(n > 0 && (size_t)n < cap - used, "the etcd endpoint list does not fit");
+        used += (size_t)n;
+    }
+}
+
 /* True when member i's log says a port was taken: the start is worth retrying on new ports. */
 static bool lost_port_race(const struct etcd_cluster *c, int i)
 {

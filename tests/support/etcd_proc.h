@@ -39,6 +39,10 @@ bool etcd_member_healthy(const struct etcd_cluster *c, int i, int timeout_ms);
 /* A port below the ephemeral range that was free a moment ago (for other servers of a test,
  * e.g. a node's peer listener), drawn as etcd's are. */
 int etcd_proc_free_port(void);
+/* n such ports, all different. */
+void etcd_proc_free_ports(int *ports, int n);
+/* The cluster's endpoint list for `--cluster`: "etcd://127.0.0.1:P1,127.0.0.1:P2,...". */
+void etcd_cluster_spec(const struct etcd_cluster *c, char *out, size_t cap);
 /* Stops every member (SIGKILL) and removes the directory. Safe to call twice. */
 void etcd_cluster_stop(struct etcd_cluster *c);
 
