@@ -251,6 +251,30 @@ Test(cluster_procs, three_nodes_join_and_agree_on_configs)
     int status = node_proc_run(bad, out, sizeof out);
     cr_assert_neq(status, 0, "a node with 8 partitions joined a 16-partition cluster: %s", out);
     cr_assert_not_null(strstr(out, "16 partitions"), "%s", out);
+    /* An --advertise that is no host:port is refused before anything starts. */
+    const char *const noport[] = {
+        "start", "--port",    "0", "--http-port", "-1",     "--data",       dir, "--cluster",
+        spec,    "--node-id", "3", "--advertise", "nohost", "--partitions", "8", NULL};
+    status = node_proc_run(noport, out, sizeof out);
+    cr_assert_neq(status, 0, "%s", out);
+    cr_assert_not_null(strstr(out, "--advertise must be host:port"), "%s", out);
+    /* CLUSTER.STATE: a partition this cluster does not have, a missing argument. */
+    redisContext *sc = node_proc_client(&nodes[0]);
+    redisReply *sr = node_proc_command(sc, "CLUSTER.STATE 16");
+    cr_assert(sr->type == REDIS_REPLY_ERROR && strstr(sr->str, "no such partition"), "%s",
+              sr->type == REDIS_REPLY_ERROR ? sr->str : "?");
+    freeReplyObject(sr);
+    sr = node_proc_command(sc, "CLUSTER.STATE x1");
+    cr_assert(sr->type == REDIS_REPLY_ERROR && strstr(sr->str, "no such partition"));
+    freeReplyObject(sr);
+    sr = node_proc_command(sc, "CLUSTER.STATE");
+    cr_assert(sr->type == REDIS_REPLY_ERROR && strstr(sr->str, "wrong number of arguments"));
+    freeReplyObject(sr);
+    sr = node_proc_command(sc, "CLUSTER.STATE 15");
+    cr_assert(sr->type == REDIS_REPLY_STRING && strstr(sr->str, "partition=15 role="), "%s",
+              sr->type == REDIS_REPLY_STRING ? sr->str : "?");
+    freeReplyObject(sr);
+    redisFree(sc);
     char rm[300];
     snprintf(rm, sizeof rm, "rm -rf %s", dir);
     cr_assert_eq(system(rm), 0);
